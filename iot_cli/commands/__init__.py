@@ -1,0 +1,1 @@
+"""One module per `iot` sub-command."""

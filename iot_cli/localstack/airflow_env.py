@@ -1,0 +1,55 @@
+"""Airflow's configuration for local mode and tests, derived from the platform settings.
+
+Airflow reads its configuration from ``AIRFLOW__SECTION__KEY`` environment variables when it
+is first imported, so callers set these before importing ``airflow``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from iot_core.connections import pg_url
+from iot_core.settings import PROJECT_ROOT, Settings
+
+DAGS_FOLDER = PROJECT_ROOT / "dags"
+
+
+def airflow_env(settings: Settings, airflow_home: Path) -> dict[str, str]:
+    s = settings
+    api = f"http://127.0.0.1:{s.airflow_port}"
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # LocalExecutor forks `parallelism` workers: size it for the machine (2 cores here)
+        "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(s.airflow_parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(s.airflow_dags_paused_at_creation),
+        "AIRFLOW__CORE__FERNET_KEY": s.airflow_fernet_key.get_secret_value(),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url("airflow", s.airflow_db, settings=s),
+        # psycopg 3 serves the async engine too (no asyncpg needed)
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": pg_url("airflow", s.airflow_db, settings=s),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__PORT": str(s.airflow_port),
+        "AIRFLOW__API__HOST": "0.0.0.0",
+        "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_admin_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "simple_auth_manager_passwords.json"),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        # DAG files import the project's packages
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+
+
+def write_admin_password(settings: Settings, airflow_home: Path) -> None:
+    """The fixed development login of SimpleAuthManager, from .env (not a generated one)."""
+    import json
+
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    f = airflow_home / "simple_auth_manager_passwords.json"
+    f.write_text(json.dumps({settings.airflow_admin_user: settings.airflow_admin_password.get_secret_value()}))
+    f.chmod(0o600)

@@ -1,0 +1,18 @@
+"""Airflow assets that chain the DAGs by data (DESIGN §5): extract -> stage -> forecast / agg."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+RAW_TABLES = ("air_quality", "heart_rates", "steps", "sleeps", "users", "devices", "quarantine")
+
+
+def warehouse_asset(schema: str, table: str) -> Asset:
+    return Asset(name=f"{schema}.{table}", uri=f"iot://warehouse/{schema}/{table}", group="warehouse")
+
+
+RAW_ASSETS = {t: warehouse_asset("raw", t) for t in RAW_TABLES}
+STAGE_ASSET = warehouse_asset("stage", "all")          # emitted when a stage run finishes
+IAQ_MINUTELY_ASSET = warehouse_asset("stage", "iaq_minutely")
+AGG_ASSET = warehouse_asset("agg", "all")
+PREDICTIONS_ASSET = warehouse_asset("ml", "predictions")
