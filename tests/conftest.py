@@ -122,3 +122,9 @@ def load_dag(dag_id: str):
         if getattr(value, "dag_id", None) == dag_id and hasattr(value, "test"):
             return value
     raise LookupError(f"{path} defines no DAG {dag_id!r}")
+
+
+@pytest.fixture(name="load_dag", scope="session")
+def load_dag_fixture():
+    """The :func:`load_dag` helper as a fixture (test modules cannot import conftest)."""
+    return load_dag
