@@ -128,3 +128,33 @@ def load_dag(dag_id: str):
 def load_dag_fixture():
     """The :func:`load_dag` helper as a fixture (test modules cannot import conftest)."""
     return load_dag
+
+
+@pytest.fixture(scope="module")
+def isolated_warehouse(pg_cluster, request):
+    """A fresh warehouse database for one test module, built by the same init SQL as the real one.
+
+    The settings (WAREHOUSE_DB) point at it for the module, so every role and connection helper
+    works unchanged while other test areas keep their own tables.
+    """
+    from iot_core.connections import pg_connect
+
+    name = "wh_" + request.module.__name__.rsplit(".", 1)[-1][:40].lower()
+    base = get_settings()
+    with pg_connect(database="postgres", autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+        for role in (base.loader_user, base.transformer_user, base.analyst_user, base.api_user):
+            conn.execute(f'grant connect on database "{name}" to "{role}"')
+        conn.execute(f'grant temporary on database "{name}" to "{base.transformer_user}"')
+    vars_ = postgres.init_sql_variables(base)
+    pg_cluster.psql_file(postgres.INIT_SQL_DIR / "02_warehouse_schemas.sql", name, {**vars_, "warehouse_db": name})
+    old = os.environ.get("WAREHOUSE_DB")
+    os.environ["WAREHOUSE_DB"] = name
+    get_settings.cache_clear()
+    yield get_settings()
+    if old is None:
+        os.environ.pop("WAREHOUSE_DB", None)
+    else:
+        os.environ["WAREHOUSE_DB"] = old
+    get_settings.cache_clear()
