@@ -33,7 +33,10 @@ def airflow_env(settings: Settings, airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": pg_url("airflow", s.airflow_db, settings=s),
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__API__PORT": str(s.airflow_port),
-        "AIRFLOW__API__HOST": "0.0.0.0",
+        # local mode serves this machine only (the dev login is public); override with the env var
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        # one API worker process: sized for a 2-core machine
+        "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_admin_user}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "simple_auth_manager_passwords.json"),

@@ -38,6 +38,8 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
         try:
             if check():
                 return
+        except ServiceError:  # the probe knows it will never succeed (e.g. the process exited)
+            raise
         except Exception:  # noqa: BLE001 - any failure of the probe means "not yet"
             pass
         time.sleep(interval)
@@ -67,6 +69,7 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
+        _reap(pid)  # a child of ours that exited stays a zombie (and looks alive) until reaped
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -1,0 +1,119 @@
+"""Airflow 3 in local mode: metadata migration, the four components and their health.
+
+The components (api-server, scheduler, dag-processor, triggerer) run as separate background
+processes with the LocalExecutor, exactly like the containers of ``docker-compose.yml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from iot_cli.localstack.airflow_env import airflow_env, write_admin_password
+from iot_cli.localstack.process import ServiceError
+from iot_core.settings import PROJECT_ROOT, Settings
+
+# service name -> `airflow` sub-command; the api-server also serves the UI and the execution API
+COMPONENTS: dict[str, list[str]] = {
+    "airflow-api-server": ["api-server"],
+    "airflow-scheduler": ["scheduler"],
+    "airflow-dag-processor": ["dag-processor"],
+    "airflow-triggerer": ["triggerer"],
+}
+# the key of each component in the answer of GET /api/v2/monitor/health
+HEALTH_KEYS = {
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag_processor",
+    "airflow-triggerer": "triggerer",
+}
+
+
+def home(settings: Settings) -> Path:
+    return settings.local_dir / "airflow"
+
+
+def base_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.airflow_port}"
+
+
+def component_env(settings: Settings) -> dict[str, str]:
+    """Airflow's configuration derived from the settings; ``AIRFLOW__*`` variables already in
+    the environment win, so a user can change any Airflow option without editing code."""
+    env = airflow_env(settings, home(settings))
+    env.update({k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__")})
+    # tasks call the venv's tools (dbt, dlt) by name
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def argv(component: str) -> list[str]:
+    return [sys.executable, "-m", "airflow", *COMPONENTS[component]]
+
+
+def migrate(settings: Settings, log_file: Path, timeout: float = 600) -> None:
+    """``airflow db migrate`` (idempotent) and the fixed development login from ``.env``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        try:
+            r = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ, **component_env(settings)},
+                               timeout=timeout, cwd=PROJECT_ROOT)
+        except subprocess.TimeoutExpired as e:
+            raise ServiceError(f"airflow db migrate took longer than {timeout:.0f}s (log: {log_file})") from e
+    if r.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
+        raise ServiceError(f"airflow db migrate failed (log: {log_file}):\n{tail}")
+    write_admin_password(settings, home(settings))
+
+
+def health(settings: Settings, timeout: float = 3) -> dict | None:
+    """The answer of ``GET /api/v2/monitor/health`` (no login needed), or None when unreachable."""
+    try:
+        with urllib.request.urlopen(f"{base_url(settings)}/api/v2/monitor/health", timeout=timeout) as r:
+            return json.load(r)
+    except (OSError, ValueError):
+        return None
+
+
+def component_healthy(component: str, health_answer: dict | None) -> bool:
+    """The api-server is healthy when it answers; the others when their heartbeat is recent."""
+    if health_answer is None:
+        return False
+    if component == "airflow-api-server":
+        return health_answer.get("metadatabase", {}).get("status") == "healthy"
+    entry = health_answer.get(HEALTH_KEYS[component]) or {}
+    return entry.get("status") == "healthy"
+
+
+def access_token(settings: Settings, timeout: float = 10) -> str:
+    """A JWT for the REST API from the SimpleAuthManager login (``POST /auth/token``)."""
+    body = json.dumps({"username": settings.airflow_admin_user,
+                       "password": settings.airflow_admin_password.get_secret_value()}).encode()
+    req = urllib.request.Request(f"{base_url(settings)}/auth/token", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)["access_token"]
+
+
+def api_get(settings: Settings, path: str, token: str | None = None, timeout: float = 10) -> dict:
+    """``GET /api/v2/<path>`` with a bearer token (fetched when not given)."""
+    token = token or access_token(settings)
+    req = urllib.request.Request(f"{base_url(settings)}/api/v2/{path.lstrip('/')}",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        raise ServiceError(f"Airflow API GET {path}: HTTP {e.code} {e.read()[:500]!r}") from e
+
+
+def dag_ids(settings: Settings) -> list[str]:
+    """DAG ids the Airflow API lists (what the dag-processor has parsed)."""
+    answer = api_get(settings, "dags?limit=1000")
+    return sorted(d["dag_id"] for d in answer.get("dags", []))
