@@ -1,0 +1,52 @@
+"""Minute-level IAQ forecast (thin DAG: the logic is ml.forecasting)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
+from orchestration.assets import IAQ_MINUTELY_ASSET, PREDICTIONS_ASSET
+from orchestration.defaults import DEFAULT_ARGS
+
+DOC = """
+### iot_forecast
+
+Every minute, and whenever `stage.iaq_minutely` is updated (asset), one forecast cycle:
+settles the UCB1 rewards of earlier choices whose actuals have arrived, chooses a model
+(UCB1 over the current candidates; the choice holds the MLflow alias `champion`), and writes
+15 rows per active device into `ml.predictions` (`time` = latest reading + h, `measure_name`
+`iaq~h`). Devices with stale or gappy data are skipped with the reason in `ml.forecast_runs`.
+Re-running a minute changes nothing. Loaded models are cached per worker process and on disk
+by version. See docs/forecasting.md.
+"""
+
+
+@dag(
+    dag_id="iot_forecast",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("* * * * *", timezone="UTC"),
+                                 assets=[IAQ_MINUTELY_ASSET]),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ml", "forecast"],
+    doc_md=DOC,
+    params={"staleness_minutes": Param(10, type="integer", minimum=0,
+                                       description="skip devices whose latest reading is older")},
+)
+def iot_forecast():
+    @task(outlets=[PREDICTIONS_ASSET])
+    def forecast() -> dict:
+        from ml.forecasting import run_forecast
+
+        context = get_current_context()
+        run = context["dag_run"]
+        issue_time = run.logical_date or run.run_after   # asset-triggered runs have no logical date
+        summary = run_forecast(issue_time, staleness_minutes=int(context["params"]["staleness_minutes"]))
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in summary.items()}
+
+    forecast()
+
+
+iot_forecast()

@@ -1,0 +1,91 @@
+"""The ``ml`` tables (DESIGN §4, docs/contracts.md §4), created idempotently by the transformer role."""
+
+from __future__ import annotations
+
+_LOCK_KEY = 0x6D6C5F736368  # advisory lock: concurrent first runs must not race on CREATE TABLE
+
+DDL = """
+create table if not exists ml.predictions (
+    time          timestamptz      not null,
+    device_id     text             not null,
+    measure_name  text             not null,
+    value         double precision not null,
+    model_name    text             not null,
+    model_version text             not null,
+    issued_at     timestamptz      not null,
+    primary key (device_id, time, measure_name)
+);
+create index if not exists predictions_issued_at_idx on ml.predictions (issued_at, model_name, model_version);
+comment on table ml.predictions is
+    'IAQ forecasts: measure_name iaq~h is the value predicted h minutes before time (issued_at = time - h)';
+
+create table if not exists ml.model_candidates (
+    registered_model  text not null,
+    model_version     text not null,
+    candidate         text not null,
+    run_id            text,
+    trained_at        timestamptz not null default now(),
+    val_mae           double precision,
+    val_rmse          double precision,
+    persistence_mae   double precision,
+    mae_ratio         double precision,
+    mae_by_horizon    jsonb,
+    train_windows     int,
+    val_windows       int,
+    is_current        boolean not null default true,
+    primary key (registered_model, model_version)
+);
+comment on table ml.model_candidates is
+    'Every registered forecast model version with its validation error; is_current marks the bandit arms';
+
+create table if not exists ml.model_selections (
+    issue_minute    timestamptz primary key,
+    arm             text not null,
+    model_version   text not null,
+    ucb_scores      jsonb,
+    chosen_at       timestamptz not null default now(),
+    reward          double precision,
+    model_mae       double precision,
+    persistence_mae double precision,
+    n_points        int,
+    settled_at      timestamptz,
+    note            text
+);
+comment on table ml.model_selections is
+    'UCB1 history: one choice per forecast minute, its reward once the actuals arrived';
+
+create table if not exists ml.forecast_runs (
+    issue_minute      timestamptz primary key,
+    model_name        text,
+    model_version     text,
+    devices_predicted int,
+    devices_skipped   int,
+    skipped           jsonb,
+    rows_written      int,
+    rewards_settled   int,
+    seconds           jsonb,
+    started_at        timestamptz,
+    finished_at       timestamptz
+);
+comment on table ml.forecast_runs is 'One row per forecast cycle: what ran, what was skipped and why, timings';
+"""
+
+_HYPERTABLE = """
+select create_hypertable('ml.predictions', 'time', if_not_exists => true, migrate_data => true)
+where exists (select 1 from pg_extension where extname = 'timescaledb')
+"""
+
+_created: set[tuple] = set()
+
+
+def ensure_schema(conn) -> None:
+    """Create the ml tables when missing (once per process and database)."""
+    info = conn.info
+    key = (info.host, info.port, info.dbname)
+    if key in _created:
+        return
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cur.execute(DDL)
+        cur.execute(_HYPERTABLE)
+    _created.add(key)
