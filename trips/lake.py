@@ -1,0 +1,160 @@
+"""Access to the Parquet lake ``ROOT/<device>/<message>/<yyyy>/<mm>/<dd>/*.parquet``, local or S3.
+
+One small class hides the difference between a local directory and an S3-compatible object store
+(AWS, MinIO, moto): listing a day's files, writing the summary atomically, and a DuckDB connection
+that can read the lake's paths. DuckDB's ``httpfs`` extension cannot be downloaded here, so S3 goes
+through ``pyarrow.fs.S3FileSystem`` wrapped as an fsspec filesystem and registered with DuckDB.
+Credentials come from the standard AWS environment variables (``AWS_ACCESS_KEY_ID``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import uuid
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from trips.config import env_s3_endpoint
+
+log = logging.getLogger(__name__)
+
+OUTPUT_DIR = ("aggregations", "tripsummary")
+
+
+def day_path(day: date) -> str:
+    return day.strftime("%Y/%m/%d")
+
+
+class Lake:
+    """A lake root: a local directory or ``s3://bucket/prefix``."""
+
+    def __init__(self, root: str | os.PathLike, s3_endpoint: str | None = None):
+        root = str(root)
+        self.is_s3 = root.startswith("s3://")
+        if self.is_s3:
+            self.base = root[len("s3://"):].strip("/")
+            if not self.base:
+                raise ValueError(f"S3 lake root needs a bucket: {root!r}")
+            self.fs = _s3_filesystem(s3_endpoint or env_s3_endpoint())
+            self.root = f"s3://{self.base}"
+        else:
+            self.base = str(Path(root).resolve())
+            self.fs = pafs.LocalFileSystem()
+            self.root = self.base
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root!r})"
+
+    # -- paths --------------------------------------------------------------------------------
+    def _fs_path(self, *parts: str) -> str:
+        """Path for pyarrow's filesystem (no scheme)."""
+        return posixpath.join(self.base, *parts) if self.is_s3 else os.path.join(self.base, *parts)
+
+    def _reader_path(self, fs_path: str) -> str:
+        """Path as DuckDB reads it (through the registered fsspec filesystem for S3)."""
+        return f"s3://{fs_path}" if self.is_s3 else fs_path
+
+    def output_relpath(self, day: date) -> str:
+        return posixpath.join(*OUTPUT_DIR, day_path(day), f"{day.strftime('%Y%m%d')}.parquet")
+
+    def output_uri(self, day: date) -> str:
+        return self._reader_path(self._fs_path(self.output_relpath(day)))
+
+    # -- listing ------------------------------------------------------------------------------
+    def day_files(self, device: str, message: str, day: date) -> list[str] | None:
+        """The day's Parquet files of one device and message, or None when the folder is missing."""
+        folder = self._fs_path(device, message, day_path(day))
+        if not self.is_s3:
+            try:
+                with os.scandir(folder) as it:
+                    return sorted(e.path for e in it if e.name.endswith(".parquet") and e.is_file())
+            except FileNotFoundError:
+                return None
+        infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        if not infos:
+            return None  # S3 has no folders: no object under the prefix means "missing"
+        return sorted(self._reader_path(i.path) for i in infos
+                      if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+    def devices(self) -> list[str]:
+        """Device folders at the lake's top level (the output folder excluded)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
+        return sorted(posixpath.basename(i.path) for i in infos
+                      if i.type == pafs.FileType.Directory and posixpath.basename(i.path) != OUTPUT_DIR[0])
+
+    # -- reading and writing ------------------------------------------------------------------
+    def write_atomic(self, table: pa.Table, relpath: str) -> str:
+        """Write a Parquet file so readers see either the old file or the complete new one.
+
+        Local: write a temporary file in the same folder, then rename over the target (atomic on
+        POSIX). S3: one object upload, which becomes visible only when complete.
+        """
+        target = self._fs_path(*relpath.split("/"))
+        if self.is_s3:
+            pq.write_table(table, target, filesystem=self.fs)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+            try:
+                pq.write_table(table, tmp)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        return self._reader_path(target)
+
+    def read_table(self, relpath: str) -> pa.Table:
+        return pq.read_table(self._fs_path(*relpath.split("/")), filesystem=self.fs)
+
+    def exists(self, relpath: str) -> bool:
+        return self.fs.get_file_info(self._fs_path(*relpath.split("/"))).type == pafs.FileType.File
+
+    def delete(self, relpath: str) -> bool:
+        path = self._fs_path(*relpath.split("/"))
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return False
+        self.fs.delete_file(path)
+        return True
+
+    def delete_dir(self, relpath: str) -> None:
+        path = self._fs_path(*relpath.split("/"))
+        if self.fs.get_file_info(path).type != pafs.FileType.NotFound or self.is_s3:
+            self.fs.delete_dir_contents(path, missing_dir_ok=True)
+            if not self.is_s3:
+                self.fs.delete_dir(path)
+
+    def list_files(self, relpath: str) -> list[str]:
+        """Files directly under a folder (relative paths), sorted."""
+        path = self._fs_path(*relpath.split("/"))
+        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(posixpath.join(relpath, posixpath.basename(i.path)) for i in infos
+                      if i.type == pafs.FileType.File)
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """An in-process DuckDB connection that can read this lake's paths."""
+        con = duckdb.connect()
+        if self.is_s3:
+            from fsspec.implementations.arrow import ArrowFSWrapper
+
+            class _S3(ArrowFSWrapper):  # DuckDB routes a path to the fsspec filesystem by protocol
+                protocol = "s3"
+
+            con.register_filesystem(_S3(self.fs))
+        return con
+
+
+def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
+    kwargs: dict = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        if not host:
+            scheme, host = "https", endpoint
+        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+    return pafs.S3FileSystem(**kwargs)

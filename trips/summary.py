@@ -1,0 +1,330 @@
+"""Trip summary of one day of the lake, in DuckDB SQL (the semantics of seed 003's script).
+
+Per device and day the trip-identifier message is sorted by ``t``; a gap of more than
+``gap_minutes`` (10) between consecutive readings starts a new trip. Trip *i* covers
+``[start_i - 1 s, start_{i+1} - 2 s]`` and the last one ends at ``last t + 1 s`` (both ends
+inclusive), exactly the seed's windows. Each configured signal is aggregated over the rows of its
+message inside each window: ``Value`` (avg / max / min / sum, nulls skipped; the sum of nothing is
+0, the others null), ``Count`` (non-null values), ``Duration`` (max t - min t of the message's
+rows in the window, seconds), ``TripStart`` / ``TripEnd`` (window edges, whole epoch seconds;
+naive timestamps are read as UTC), ``TripID`` = ``<device>_<TripStart>``.
+
+Why it is fast: the seed re-reads every file of a message once per trip and aggregation; here each
+message of the day is scanned once for all devices of the shard (only ``t`` and the configured
+signal columns), windows come from window functions, and rows find their trip by an ASOF join.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pyarrow as pa
+
+from trips.config import TripConfig, env_gap_minutes
+from trips.lake import Lake
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema([
+    ("DeviceID", pa.string()), ("Message", pa.string()), ("Signal", pa.string()),
+    ("Aggregation", pa.string()), ("Value", pa.float64()), ("Count", pa.int64()),
+    ("Duration", pa.float64()), ("TripStart", pa.int64()), ("TripEnd", pa.int64()),
+    ("TripID", pa.string()), ("Cluster", pa.string()),
+])
+
+_SQL_AGG = {"avg": "avg", "max": "max", "min": "min", "sum": "sum"}
+
+
+@dataclass(frozen=True)
+class Options:
+    gap_minutes: float = 10.0
+    # Off (the seed's behaviour): each day's folder is summarised on its own, so a trip running
+    # over midnight is cut in two. On: trips are assigned to the day they start in and continue
+    # into the next day's files; a trip continuing from the previous day is left to that day.
+    cross_midnight: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides) -> Options:
+        return cls(**{"gap_minutes": env_gap_minutes(), **overrides})
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _DayRun:
+    """State of one day's summary (a DuckDB connection with the day's windows)."""
+
+    def __init__(self, lake: Lake, config: TripConfig, day: date, devices: list[str], options: Options):
+        self.lake, self.config, self.day, self.options = lake, config, day, options
+        self.devices = devices
+        self.con = lake.duckdb()
+        self.con.execute("create temp table windows (device varchar, start_us bigint, end_us bigint)")
+        self.con.execute("create temp table presence (device varchar, message varchar, col varchar)")
+        self.device_meta = pa.table({
+            "device": devices,
+            "cluster": [config.cluster_of(d).name for d in devices],
+            "device_order": list(range(len(devices))),
+        })
+        self.con.register("device_meta", self.device_meta)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _files(self, devices: list[str], message: str, offsets: tuple[int, ...]) -> pa.Table:
+        """(file, device, day_offset) of the message's files; missing folders are logged."""
+        files, owners, days = [], [], []
+        for device in devices:
+            for offset in offsets:
+                found = self.lake.day_files(device, message, self.day + timedelta(days=offset))
+                if not found:
+                    if offset == 0:
+                        log.info("%s: no %s files for device %s (%s)", self.day, message, device,
+                                 "folder missing" if found is None else "empty folder")
+                    continue
+                files += found
+                owners += [device] * len(found)
+                days += [offset] * len(found)
+        return pa.table({"file": files, "device": owners, "day_offset": pa.array(days, pa.int32())})
+
+    def _columns_present(self, file_map: pa.Table, message: str, wanted: set[str]) -> dict[str, set[str]]:
+        """Which of the wanted columns each device's files hold (read from the Parquet footers)."""
+        self.con.register("file_map", file_map)
+        rows = self.con.execute(
+            "select distinct f.device, s.name from parquet_schema($files) s"
+            " join file_map f on s.file_name = f.file where s.name in (select unnest($wanted))",
+            {"files": file_map["file"].to_pylist(), "wanted": sorted(wanted)},
+        ).fetchall()
+        present: dict[str, set[str]] = {}
+        for device, col in rows:
+            present.setdefault(device, set()).add(col)
+        return present
+
+    def find_windows(self) -> int:
+        by_message: dict[str, list[str]] = {}
+        for device in self.devices:
+            by_message.setdefault(self.config.cluster_of(device).trip_message, []).append(device)
+        offsets = (-1, 0, 1) if self.options.cross_midnight else (0,)
+        gap_us = int(round(self.options.gap_minutes * 60 * 1_000_000))
+        for message, devices in by_message.items():
+            file_map = self._files(devices, message, offsets)
+            if file_map.num_rows == 0:
+                continue
+            present = self._columns_present(file_map, message, {"t"})
+            missing_t = sorted(d for d in devices if d in set(file_map["device"].to_pylist()) and "t" not in
+                               present.get(d, set()))
+            for d in missing_t:
+                log.warning("%s: %s files of device %s have no column 't'; no trips for it", self.day, message, d)
+            if len(missing_t) == len(set(file_map["device"].to_pylist())):
+                continue
+            self.con.register("file_map", file_map)
+            # The identifier's timestamps are small (one column); keep them to count the nulls too.
+            self.con.execute("""
+                create or replace temp table trip_readings as
+                select f.device, f.day_offset, epoch_us(r.t) as t_us
+                from read_parquet($files, filename = true, union_by_name = true) r
+                join file_map f on r.filename = f.file
+            """, {"files": file_map["file"].to_pylist()})
+            nulls = self.con.execute("select count(*) from trip_readings where t_us is null").fetchone()[0]
+            if nulls:
+                log.warning("%s: %d rows of %s have no timestamp 't' and belong to no trip", self.day, nulls, message)
+            self.con.execute(f"""
+                insert into windows
+                with ordered as (
+                    select device, day_offset, t_us,
+                           lag(t_us) over (partition by device order by t_us) as prev_us,
+                           max(t_us) over (partition by device) as last_us
+                    from trip_readings where t_us is not null
+                ), starts as (
+                    select device, day_offset, t_us as first_us, last_us from ordered
+                    where prev_us is null or t_us - prev_us > {gap_us}
+                ), edges as (
+                    select device, day_offset, first_us - 1000000 as start_us,
+                           coalesce(lead(first_us) over (partition by device order by first_us) - 2000000,
+                                    last_us + 1000000) as end_us
+                    from starts
+                )
+                select device, start_us, end_us from edges where day_offset = 0
+            """)
+        return self.con.execute("select count(*) from windows").fetchone()[0]
+
+    def aggregate(self) -> pa.Table:
+        """Aggregate every configured message over the windows; rows in the seed's order."""
+        with_trips = {d for (d,) in self.con.execute("select distinct device from windows").fetchall()}
+        # message -> clusters (with their aggregation entries) that use it
+        messages: dict[str, list] = {}
+        for cluster in self.config.clusters:
+            if not any(d in with_trips for d in cluster.devices):
+                continue
+            for index, agg in enumerate(cluster.aggregations):
+                messages.setdefault(agg.message, []).append((cluster, index, agg))
+        offsets = (0, 1) if self.options.cross_midnight else (0,)
+        # A reading finds its trip by an equi-join on (device, minute) and a range check: DuckDB's
+        # ASOF join sorts every reading (7x slower here) and a plain range join compares each
+        # reading with every trip of its device.
+        self.con.execute("""
+            create temp table window_minutes as
+            select device, start_us, end_us,
+                   unnest(generate_series(start_us // 60000000, end_us // 60000000)) as minute
+            from windows""")
+
+        selects = []
+        for m_index, (message, uses) in enumerate(messages.items()):
+            cluster_names = {c.name for c, _, _ in uses}
+            devices = [d for d in self.devices if d in with_trips and self.config.cluster_of(d).name in cluster_names]
+            file_map = self._files(devices, message, offsets)
+            if file_map.num_rows == 0:
+                continue
+            wanted = {s for _, _, agg in uses for s in agg.signals} | {"t"}
+            present = self._columns_present(file_map, message, wanted)
+            for device, cols in present.items():
+                if "t" not in cols:
+                    log.warning("%s: %s files of device %s have no column 't'; skipped", self.day, message, device)
+                    continue
+                self.con.executemany("insert into presence values (?, ?, ?)",
+                                     [(device, message, c) for c in sorted(cols - {"t"})])
+            columns = sorted(set().union(*present.values()) - {"t"}) if present else []
+            if not any("t" in cols for cols in present.values()):
+                continue
+            pairs = sorted({(s, agg.aggregation) for _, _, agg in uses for s in agg.signals if s in columns})
+            exprs = [f"count(v.{_ident(s)}) as {_ident('n:' + s)}" for s in columns]
+            exprs += [f"{_SQL_AGG[a]}(v.{_ident(s)}) as {_ident(a + ':' + s)}" for s, a in pairs]
+            cast_cols = "".join(f", cast(r.{_ident(s)} as double) as {_ident(s)}" for s in columns)
+            table = f"agg_{m_index}"
+            self.con.register("file_map", file_map)
+            self.con.execute(f"""
+                create temp table {table} as
+                with readings as (
+                    select f.device, epoch_us(r.t) as t_us{cast_cols}
+                    from read_parquet($files, filename = true, union_by_name = true) r
+                    join file_map f on r.filename = f.file
+                    where r.t is not null
+                ), in_trip as (
+                    select w.device, w.start_us, v.* exclude (device)
+                    from readings v join window_minutes w
+                      on v.device = w.device and v.t_us // 60000000 = w.minute
+                    where v.t_us between w.start_us and w.end_us
+                )
+                select device, start_us, max(t_us) - min(t_us) as duration_us
+                       {''.join(', ' + e for e in exprs)}
+                from in_trip v group by device, start_us
+            """, {"files": file_map["file"].to_pylist()})
+            for cluster, agg_index, agg in uses:
+                for sig_index, signal in enumerate(agg.signals):
+                    if signal not in columns:
+                        continue
+                    value = f"g.{_ident(agg.aggregation + ':' + signal)}"
+                    if agg.aggregation == "sum":  # pandas: the sum of no values is 0
+                        value = f"coalesce({value}, 0)"
+                    selects.append(f"""
+                        select w.device as "DeviceID", {_lit(message)} as "Message", {_lit(signal)} as "Signal",
+                               {_lit(agg.aggregation)} as "Aggregation", cast({value} as double) as "Value",
+                               coalesce(g.{_ident('n:' + signal)}, 0)::bigint as "Count",
+                               g.duration_us / 1e6 as "Duration",
+                               w.start_us // 1000000 as "TripStart", w.end_us // 1000000 as "TripEnd",
+                               w.device || '_' || (w.start_us // 1000000)::varchar as "TripID",
+                               m.cluster as "Cluster",
+                               m.device_order, w.start_us, {agg_index} as agg_index, {sig_index} as sig_index
+                        from windows w
+                        join device_meta m on m.device = w.device and m.cluster = {_lit(cluster.name)}
+                        join presence p on p.device = w.device and p.message = {_lit(message)}
+                                       and p.col = {_lit(signal)}
+                        left join {table} g on g.device = w.device and g.start_us = w.start_us""")
+        if not selects:
+            return SCHEMA.empty_table()
+        sql = ("select * exclude (device_order, start_us, agg_index, sig_index) from ("
+               + " union all ".join(selects)
+               + ") order by device_order, start_us, agg_index, sig_index")
+        return self.con.sql(sql).to_arrow_table().cast(SCHEMA)
+
+
+def summarise_day(lake: Lake, config: TripConfig, day: date, devices: list[str] | None = None,
+                  options: Options | None = None) -> pa.Table:
+    """The trip summary rows of one day (optionally only some devices), in the seed's row order."""
+    options = options or Options()
+    wanted = set(devices) if devices is not None else None
+    selected = [d for d in config.devices if wanted is None or d in wanted]
+    if wanted is not None and (unknown := wanted - set(config.devices)):
+        log.warning("devices not in the configuration, ignored: %s", ", ".join(sorted(unknown)))
+    run = _DayRun(lake, config, day, selected, options)
+    try:
+        windows = run.find_windows()
+        table = run.aggregate() if windows else SCHEMA.empty_table()
+        log.info("%s: %d devices, %d trips, %d summary rows", day, len(selected), windows, table.num_rows)
+        return table
+    finally:
+        run.close()
+
+
+def write_day(lake: Lake, day: date, table: pa.Table) -> str | None:
+    """Replace the day's summary file atomically; a day without trips leaves no file (like the seed)."""
+    relpath = lake.output_relpath(day)
+    if table.num_rows == 0:
+        if lake.delete(relpath):
+            log.info("%s: no trips; removed the previous summary %s", day, relpath)
+        return None
+    return lake.write_atomic(table, relpath)
+
+
+def iter_days(start: date, end: date):
+    for n in range((end - start).days + 1):
+        yield start + timedelta(days=n)
+
+
+def run_days(lake: Lake, config: TripConfig, start: date, end: date | None = None,
+             options: Options | None = None, progress: bool = False) -> list[tuple[date, int, str | None]]:
+    """Summarise every day from start to end (inclusive); returns (day, rows, output path) per day."""
+    end = end or start
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    days = list(iter_days(start, end))
+    if progress:
+        from tqdm import tqdm
+
+        days = tqdm(days, desc="trip summary", unit="day")
+    results = []
+    for day in days:
+        table = summarise_day(lake, config, day, options=options)
+        results.append((day, table.num_rows, write_day(lake, day, table)))
+    return results
+
+
+# -- sharding (the DAG spreads devices over workers) -------------------------------------------
+STAGING_DIR = ("aggregations", "_staging", "tripsummary")
+
+
+def shard_devices(config: TripConfig, shard_size: int) -> list[list[str]]:
+    """Configured devices in file order, cut into shards of at most shard_size devices."""
+    if shard_size < 1:
+        raise ValueError("shard_size must be at least 1")
+    devices = config.devices
+    return [devices[i:i + shard_size] for i in range(0, len(devices), shard_size)]
+
+
+def staging_relpath(day: date, run_key: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_key)
+    return "/".join((*STAGING_DIR, day.strftime("%Y%m%d"), safe))
+
+
+def write_part(lake: Lake, day: date, run_key: str, shard_index: int, table: pa.Table) -> str:
+    """A shard's rows as a part file (written even when empty, so the merge sees every shard)."""
+    return lake.write_atomic(table, f"{staging_relpath(day, run_key)}/part-{shard_index:05d}.parquet")
+
+
+def merge_parts(lake: Lake, day: date, run_key: str, shard_count: int) -> tuple[int, str | None]:
+    """Concatenate the shards' parts (shards follow the configured device order) into the day's file."""
+    folder = staging_relpath(day, run_key)
+    parts = [f"{folder}/part-{i:05d}.parquet" for i in range(shard_count)]
+    missing = [p for p in parts if not lake.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"{day}: {len(missing)} of {shard_count} shard parts missing, e.g. {missing[0]}")
+    table = pa.concat_tables([lake.read_table(p).cast(SCHEMA) for p in parts]) if parts else SCHEMA.empty_table()
+    path = write_day(lake, day, table)
+    lake.delete_dir(folder)
+    return table.num_rows, path
