@@ -1,0 +1,234 @@
+"""The dlt pipeline MongoDB -> warehouse ``raw`` (issue 4, DESIGN §3-4).
+
+One dlt source over the collections. Per collection a reader resource (run in dlt's thread pool,
+so the collections are read in parallel) streams the window ``[last end, now - settle)`` of
+``_ingested_at`` and yields Arrow batches; three transformers pick the good rows, the child rows
+(``<coll>__metrics``) and the quarantined documents out of each batch. Arrow items are written
+to PostgreSQL with dlt's csv loader file format (COPY) and merged on their key
+(``_id``; ``(_parent_id, idx)``; ``(collection, source_id)``), so re-reading a window is harmless.
+
+Incremental state: the end of the last window per collection, kept in dlt's source state, which
+dlt stores in the destination in the same load package as the data (``_dlt_pipeline_state``), so
+the cursor only moves when the data it covers is loaded, and a fresh worker resumes from it.
+Windows are contiguous and half-open: every document is read in exactly one committed window.
+The settle delay keeps the window end a little behind the clock, so a write whose
+``_ingested_at`` was taken just before the window end but committed just after is not skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dlt_pipelines import contract, tables
+from dlt_pipelines.reader import Batch, ReadCounts, read_collection
+from iot_core.connections import mongo_client, mongo_db, pg_connect, pg_url
+from iot_core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+PIPELINE_NAME = "iot_raw_extract"
+DATASET = "raw"
+STAGING_DATASET = "raw_staging"
+SOURCE_NAME = "mongo_raw"
+COLLECTIONS: tuple[str, ...] = contract.COLLECTIONS
+# Seconds the window end stays behind the clock (see module docstring); env IOT_EXTRACT_SETTLE_SECONDS.
+DEFAULT_SETTLE_SECONDS = 2.0
+
+
+def settle_seconds() -> float:
+    return float(os.environ.get("IOT_EXTRACT_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS))
+
+
+def _configure_dlt() -> None:
+    # Arrow items get _dlt_load_id (contract: every raw table has it); no _dlt_id: rows are keyed by
+    # the source _id, and a unique _dlt_id index would only slow the COPY down.
+    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "false")
+    # ERROR: dlt warns on every run that the jsonb hints differ from the Arrow string columns (intended).
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+    # dlt's anonymous usage telemetry is of no use here and needs the network.
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
+def make_pipeline(progress: bool = False, pipelines_dir: str | None = None):
+    import dlt
+
+    _configure_dlt()
+    settings = get_settings()
+    destination = dlt.destinations.postgres(credentials=pg_url("loader", driver="postgresql"))
+    kwargs: dict[str, Any] = {"progress": "tqdm"} if progress else {}
+    return dlt.pipeline(pipeline_name=PIPELINE_NAME, pipelines_dir=pipelines_dir or str(settings.local_dir / "dlt"),
+                        destination=destination, dataset_name=DATASET, **kwargs)
+
+
+def empty_batch(collection: str) -> Batch:
+    return Batch(collection,
+                 tables.PARENT_SCHEMAS[collection].empty_table() if collection in tables.PARENT_SCHEMAS else None,
+                 tables.CHILD_SCHEMAS[collection].empty_table() if collection in tables.CHILD_SCHEMAS else None,
+                 tables.QUARANTINE_SCHEMA.empty_table())
+
+
+def _pick(part: str):
+    def pick(batch):
+        table = getattr(batch, part)
+        if table is not None:
+            yield table
+    return pick
+
+
+def raw_source(collections: Iterable[str], window_end: datetime, known_devices: frozenset[str] | None,
+               counts: dict[str, ReadCounts], now: datetime | None = None):
+    """The dlt source: a reader per collection plus transformers for rows, child rows and quarantine."""
+    import dlt
+
+    collections = tuple(collections)
+    ctx = contract.Context(now=now or datetime.now(UTC), known_devices=known_devices)
+
+    def reader(collection: str) -> Iterator[Any]:
+        # Zero-row tables first: every raw table exists from the first run on, so the stage models
+        # can select from raw.quarantine (and the rest) before any such document ever arrived.
+        yield empty_batch(collection)
+        cursors = dlt.current.source_state().setdefault("window_end", {})
+        start = cursors.get(collection)
+        start_dt = datetime.fromisoformat(start) if start else None
+        if start_dt is not None and start_dt >= window_end:
+            return
+        counts[collection] = collection_counts = ReadCounts()
+        client = mongo_client()
+        try:
+            db = mongo_db(client)
+            yield from read_collection(db, collection, start_dt, window_end, ctx, collection_counts)
+        finally:
+            client.close()
+        # Only reached when the whole window was read; committed with the load package.
+        cursors[collection] = window_end.isoformat()
+        log.info("read %s [%s, %s): %s", collection, start, window_end.isoformat(), collection_counts)
+
+    @dlt.source(name=SOURCE_NAME, max_table_nesting=0, root_key=False)
+    def source():
+        resources = []
+        for collection in collections:
+            read = dlt.resource(reader(collection), name=f"read_{collection}", selected=False, parallelized=True)
+            resources.append(read)
+            if collection in tables.PARENT_SCHEMAS:
+                resources.append(dlt.transformer(
+                    _pick("rows"), data_from=read, name=collection, table_name=collection,
+                    write_disposition="merge", primary_key=list(tables.PARENT_KEY),
+                    columns=tables.column_hints(collection)))
+            if collection in tables.CHILD_SCHEMAS:
+                child = tables.child_table(collection)
+                resources.append(dlt.transformer(
+                    _pick("children"), data_from=read, name=child, table_name=child,
+                    write_disposition="merge", primary_key=list(tables.CHILD_KEY),
+                    columns=tables.column_hints(child)))
+            resources.append(dlt.transformer(
+                _pick("quarantine"), data_from=read, name=f"quarantine_{collection}",
+                table_name=tables.QUARANTINE, write_disposition="merge", primary_key=list(tables.QUARANTINE_KEY),
+                columns=tables.column_hints(tables.QUARANTINE)))
+        return resources
+
+    return source()
+
+
+# ------------------------------------------------------------------ warehouse housekeeping
+def ensure_staging_schema() -> None:
+    """dlt merges through a staging schema; the loader role may not create schemas, so the superuser
+    creates it once (owned by the loader), as warehouse/init does for ``raw``."""
+    with pg_connect("loader", autocommit=True) as conn:
+        if conn.execute("select 1 from pg_namespace where nspname = %s", (STAGING_DATASET,)).fetchone():
+            return
+    from psycopg import sql
+
+    loader_user = get_settings().role_credentials("loader")[0]
+    with pg_connect("superuser", autocommit=True) as conn:
+        conn.execute(sql.SQL("create schema if not exists {} authorization {}").format(
+            sql.Identifier(STAGING_DATASET), sql.Identifier(loader_user)))
+
+
+def ensure_indexes() -> None:
+    """A unique index on each table's merge key (so merges are index lookups, not scans), idempotent."""
+    from psycopg import sql
+
+    with pg_connect("loader", autocommit=True) as conn:
+        existing = {r[0] for r in conn.execute(
+            "select table_name from information_schema.tables where table_schema = %s", (DATASET,))}
+        for table, key in tables.table_keys().items():
+            if table not in existing:
+                continue
+            conn.execute(sql.SQL("create unique index if not exists {} on {}.{} ({})").format(
+                sql.Identifier(f"{table}_key_uq"), sql.Identifier(DATASET), sql.Identifier(table),
+                sql.SQL(", ").join(map(sql.Identifier, key))))
+
+
+def known_device_ids(db) -> frozenset[str]:
+    return frozenset(str(d) for d in db["devices"].distinct("_id"))
+
+
+def ensure_cursor_indexes(db, collections: Iterable[str]) -> None:
+    """An index on ``_ingested_at`` makes each window a range scan instead of a collection scan."""
+    for collection in collections:
+        db[collection].create_index("_ingested_at")
+
+
+# ------------------------------------------------------------------ public API
+def load_raw(collections: list[str] | None = None, progress: bool = False, *, settle: float | None = None,
+             pipelines_dir: str | None = None) -> dict:
+    """Load new MongoDB documents of ``collections`` (default: all) into ``raw`` once.
+
+    Returns a plain dict: ``{"loaded": {table: rows}, "quarantined": {collection: rows},
+    "reasons": {kind: rows}, "documents": n, "window_end": iso, "load_ids": [...]}``.
+    """
+    collections = list(collections or COLLECTIONS)
+    unknown = sorted(set(collections) - set(COLLECTIONS))
+    if unknown:
+        raise ValueError(f"unknown collection(s) {unknown}; known: {list(COLLECTIONS)}")
+    settle = settle_seconds() if settle is None else settle
+    now = datetime.now(UTC)
+    # BSON datetimes have millisecond precision: a window end finer than that could split a millisecond.
+    window_end = (now - timedelta(seconds=settle)).replace(microsecond=(now.microsecond // 1000) * 1000)
+
+    ensure_staging_schema()
+    pipeline = make_pipeline(progress=progress, pipelines_dir=pipelines_dir)
+    load_ids: list[str] = []
+    if pipeline.has_pending_data:
+        # a previous run died after extracting: finish its packages first (dlt loads them and stops)
+        log.warning("finishing pending load packages of an interrupted run")
+        info = pipeline.run()
+        if info is not None:
+            load_ids += list(info.loads_ids)
+
+    client = mongo_client()
+    try:
+        db = mongo_db(client)
+        ensure_cursor_indexes(db, collections)
+        devices = known_device_ids(db)
+    finally:
+        client.close()
+    counts: dict[str, ReadCounts] = {}
+    info = pipeline.run(raw_source(collections, window_end, devices, counts, now=now),
+                        loader_file_format="csv")
+    load_ids += list(info.loads_ids)
+    ensure_indexes()
+
+    loaded: dict[str, int] = {}
+    for collection, c in counts.items():
+        if collection in tables.PARENT_SCHEMAS:
+            loaded[collection] = loaded.get(collection, 0) + c.rows
+        if collection in tables.CHILD_SCHEMAS:
+            loaded[tables.child_table(collection)] = c.child_rows
+    reasons: dict[str, int] = {}
+    for c in counts.values():
+        for kind, n in c.reasons.items():
+            reasons[kind] = reasons.get(kind, 0) + n
+    return {
+        "loaded": loaded,
+        "quarantined": {coll: c.quarantined for coll, c in counts.items()},
+        "reasons": reasons,
+        "documents": sum(c.documents for c in counts.values()),
+        "window_end": window_end.isoformat(),
+        "load_ids": load_ids,
+    }

@@ -1,0 +1,96 @@
+"""The ``raw`` tables of docs/contracts.md §2 as Arrow schemas, and a columnar buffer that turns
+validated rows into Arrow tables in the same pass as the MongoDB read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+STR = pa.string()
+F64 = pa.float64()
+
+QUARANTINE = "quarantine"
+CHILD_SUFFIX = "__metrics"
+
+PARENT_SCHEMAS: dict[str, pa.Schema] = {
+    "air_quality": pa.schema([("_id", STR), ("devid", STR), ("ts", STR), ("iaq", F64), ("temperature", F64),
+                              ("humidity", F64), ("pressure", F64), ("voc", F64), ("co2", F64),
+                              ("iaq_accuracy", F64), ("_ingested_at", TS)]),
+    **{bucket: pa.schema([("_id", STR), ("device_id", STR), ("created_at", TS), ("ended_at", TS),
+                          ("sample_count", pa.int32()), ("_ingested_at", TS)])
+       for bucket in ("heart_rates", "steps", "sleeps")},
+    "users": pa.schema([("_id", STR), ("user_id", STR), ("age", pa.int32()), ("height", pa.int32()),
+                        ("gender", STR), ("email", STR), ("dob", TS), ("created_at", TS), ("devices", STR),
+                        ("share_with_research_asof", TS), ("share_with_public_asof", TS),
+                        ("share_with_friends_asof", TS), ("_ingested_at", TS)]),
+    "devices": pa.schema([("_id", STR), ("device_id", STR), ("kind", STR), ("owner_user_id", STR), ("lat", F64),
+                          ("long", F64), ("location_description", STR), ("building", STR), ("floor", STR),
+                          ("room", STR), ("manufacturer_name", STR), ("manufacturer_website", STR),
+                          ("model", STR), ("mac", STR), ("installed_at", TS), ("active", pa.bool_()),
+                          ("history", STR), ("_ingested_at", TS)]),
+}
+
+_CHILD_KEY = [("_parent_id", STR), ("idx", pa.int32())]
+CHILD_SCHEMAS: dict[str, pa.Schema] = {
+    "heart_rates": pa.schema([*_CHILD_KEY, ("ts", TS), ("bpm", F64), ("confidence", F64), ("_ingested_at", TS)]),
+    "steps": pa.schema([*_CHILD_KEY, ("ts", TS), ("steps", F64), ("_ingested_at", TS)]),
+    "sleeps": pa.schema([*_CHILD_KEY, ("start_ts", TS), ("end_ts", TS), ("duration", pa.int64()),
+                         ("_ingested_at", TS)]),
+}
+
+QUARANTINE_SCHEMA = pa.schema([("collection", STR), ("source_id", STR), ("reason", STR), ("document", STR),
+                               ("_ingested_at", TS), ("quarantined_at", TS)])
+
+# Columns holding JSON text in Arrow that must be jsonb in PostgreSQL.
+JSON_COLUMNS = {"users": ("devices",), "devices": ("history",), QUARANTINE: ("document",)}
+
+PARENT_KEY = ("_id",)
+CHILD_KEY = ("_parent_id", "idx")
+QUARANTINE_KEY = ("collection", "source_id")
+
+
+def child_table(collection: str) -> str:
+    return f"{collection}{CHILD_SUFFIX}"
+
+
+def table_keys() -> dict[str, tuple[str, ...]]:
+    """Merge key of every raw table (also its unique index)."""
+    keys: dict[str, tuple[str, ...]] = {t: PARENT_KEY for t in PARENT_SCHEMAS}
+    keys.update({child_table(t): CHILD_KEY for t in CHILD_SCHEMAS})
+    keys[QUARANTINE] = QUARANTINE_KEY
+    return keys
+
+
+def column_hints(table: str) -> dict[str, dict[str, Any]]:
+    """dlt column hints: JSON text columns become jsonb; keys are not nullable."""
+    hints: dict[str, dict[str, Any]] = {c: {"data_type": "json"} for c in JSON_COLUMNS.get(table, ())}
+    for c in table_keys()[table]:
+        hints[c] = {"nullable": False}
+    return hints
+
+
+class ColumnBuffer:
+    """Rows appended as dicts, handed out as an Arrow table of a fixed schema every ``batch_rows`` rows."""
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self.names = schema.names
+        self.columns: list[list] = [[] for _ in self.names]
+        self.rows = 0
+
+    def append(self, row: dict) -> None:
+        for values, name in zip(self.columns, self.names, strict=True):
+            values.append(row.get(name))
+        self.rows += 1
+
+    def take(self) -> pa.Table | None:
+        if not self.rows:
+            return None
+        table = pa.Table.from_arrays(
+            [pa.array(values, type=f.type) for values, f in zip(self.columns, self.schema, strict=True)],
+            schema=self.schema)
+        self.columns = [[] for _ in self.names]
+        self.rows = 0
+        return table
