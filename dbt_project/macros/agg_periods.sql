@@ -1,0 +1,60 @@
+{#- Shared SQL of the daily / weekly / monthly aggregates. Each incremental run recomputes whole
+    periods that received newly ingested rows (never freezing a partial day, week or month),
+    and replaces them with delete+insert on the period key. -#}
+
+{#- Per user and local period, rolled up from agg_user_daily (weekly and monthly). Averages are
+    weighted by sample counts so a week's avg_bpm equals the mean of its samples. -#}
+{% macro user_period_rollup(period) %}
+with touched as (
+    select distinct user_id, {{ local_period(period, period_start_ts('day')) }} as period_start
+    from {{ ref('agg_user_daily') }}
+    where {{ ingested_since() }}
+)
+
+select
+    d.user_id,
+    t.period_start as {{ period }}_start,
+    sum(d.steps) as steps,
+    round(avg(d.steps), 1)::double precision as avg_daily_steps,
+    round(avg(d.resting_bpm)::numeric, 1)::double precision as resting_bpm,
+    round((sum(d.avg_bpm * d.heart_rate_samples) / nullif(sum(d.heart_rate_samples), 0))::numeric, 1)::double precision
+        as avg_bpm,
+    sum(d.sleep_minutes) as sleep_minutes,
+    round((sum(d.avg_sleep_bpm * d.sleep_heart_rate_samples)
+           / nullif(sum(d.sleep_heart_rate_samples), 0))::numeric, 1)::double precision as avg_sleep_bpm,
+    sum(d.heart_rate_samples) as heart_rate_samples,
+    sum(d.sleep_heart_rate_samples) as sleep_heart_rate_samples,
+    count(*) as days_with_data,
+    max(d._ingested_at) as _ingested_at
+from {{ ref('agg_user_daily') }} as d
+join touched as t
+  on t.user_id = d.user_id and {{ local_period(period, period_start_ts('d.day')) }} = t.period_start
+group by d.user_id, t.period_start
+{% endmacro %}
+
+{#- Per device and measure and local period: min / avg / max / p95 / count of the readings. -#}
+{% macro device_period_stats(period) %}
+with touched as (
+    select distinct device_id, measure_name, {{ local_period(period, 'time') }} as period_start
+    from {{ ref('stg_sensor_readings') }}
+    where {{ ingested_since() }}
+)
+
+select
+    t.device_id,
+    t.measure_name,
+    t.period_start as {{ period }}_start,
+    min(r.value) as min_value,
+    avg(r.value) as avg_value,
+    max(r.value) as max_value,
+    percentile_cont(0.95) within group (order by r.value) as p95_value,
+    count(*) as reading_count,
+    max(r._ingested_at) as _ingested_at
+from touched as t
+join {{ ref('stg_sensor_readings') }} as r
+  on r.device_id = t.device_id
+ and r.measure_name = t.measure_name
+ and r.time >= {{ period_start_ts('t.period_start') }}
+ and r.time < {{ period_start_ts("(t.period_start + interval '1 " ~ period ~ "')::date") }}
+group by t.device_id, t.measure_name, t.period_start
+{% endmacro %}

@@ -1,0 +1,43 @@
+-- Hourly rollup per device and measure (UTC hours). With TimescaleDB: a continuous aggregate
+-- with a refresh policy (real-time); without it: an incremental table with the same columns.
+{{ config(
+    materialized=rollup_materialization(),
+    incremental_strategy='delete+insert',
+    unique_key=['device_id', 'measure_name', 'hour'],
+    continuous_aggregate={'start_offset': '3 days', 'end_offset': '1 hour', 'schedule_interval': '30 minutes'},
+    tags=['daily'],
+    indexes=[{'columns': ['device_id', 'measure_name', 'hour'], 'unique': True}, {'columns': ['_ingested_at']}],
+) }}
+{% if timescaledb_enabled() %}
+select
+    device_id,
+    measure_name,
+    time_bucket(interval '1 hour', time) as hour,
+    min(value) as min_value,
+    avg(value) as avg_value,
+    max(value) as max_value,
+    count(*) as reading_count,
+    max(_ingested_at) as _ingested_at
+from {{ ref('stg_sensor_readings') }}
+group by device_id, measure_name, time_bucket(interval '1 hour', time)
+{% else %}
+with touched as (
+    select distinct device_id, measure_name, date_trunc('hour', time) as hour
+    from {{ ref('stg_sensor_readings') }}
+    where {{ ingested_since() }}
+)
+select
+    t.device_id,
+    t.measure_name,
+    t.hour,
+    min(r.value) as min_value,
+    avg(r.value) as avg_value,
+    max(r.value) as max_value,
+    count(*) as reading_count,
+    max(r._ingested_at) as _ingested_at
+from touched as t
+join {{ ref('stg_sensor_readings') }} as r
+  on r.device_id = t.device_id and r.measure_name = t.measure_name
+ and r.time >= t.hour and r.time < t.hour + interval '1 hour'
+group by t.device_id, t.measure_name, t.hour
+{% endif %}

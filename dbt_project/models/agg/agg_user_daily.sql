@@ -1,0 +1,116 @@
+-- Per user and local day: steps, resting / average / sleeping heart rate and sleep minutes.
+-- A sleep session crossing midnight counts towards both days, split at local midnight.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['user_id', 'day'],
+    tags=['daily'],
+    indexes=[{'columns': ['user_id', 'day'], 'unique': True}, {'columns': ['_ingested_at']}],
+) }}
+
+with owned as (
+    select device_id, owner_user_id as user_id
+    from {{ ref('dim_devices') }}
+    where owner_user_id is not null
+),
+
+sleep_parts as (
+    -- each session cut into the local days it covers
+    select
+        o.user_id,
+        s.device_id,
+        parts.day,
+        greatest(s.start_ts, {{ period_start_ts('parts.day') }}) as part_start,
+        least(s.end_ts, {{ period_start_ts('parts.day + 1') }}) as part_end,
+        s._ingested_at
+    from {{ ref('stg_sleep_sessions') }} as s
+    join owned as o on o.device_id = s.device_id
+    cross join lateral (
+        select g::date as day
+        from generate_series({{ local_period('day', 's.start_ts') }}, {{ local_period('day', 's.end_ts') }},
+                             interval '1 day') as g
+    ) as parts
+),
+
+touched as (
+    select o.user_id, {{ local_period('day', 'h.time') }} as day
+    from {{ ref('stg_heart_rate') }} as h join owned as o on o.device_id = h.device_id
+    where {{ ingested_since('h._ingested_at') }}
+    union
+    select o.user_id, {{ local_period('day', 'st.time') }}
+    from {{ ref('stg_steps') }} as st join owned as o on o.device_id = st.device_id
+    where {{ ingested_since('st._ingested_at') }}
+    union
+    select user_id, day from sleep_parts
+    where {{ ingested_since('sleep_parts._ingested_at') }}
+),
+
+heart as (
+    select
+        t.user_id,
+        t.day,
+        h.bpm,
+        h._ingested_at,
+        exists (
+            select 1 from sleep_parts as sp
+            where sp.user_id = t.user_id and h.time >= sp.part_start and h.time < sp.part_end
+        ) as is_sleeping
+    from touched as t
+    join owned as o on o.user_id = t.user_id
+    join {{ ref('stg_heart_rate') }} as h
+      on h.device_id = o.device_id
+     and h.time >= {{ period_start_ts('t.day') }} and h.time < {{ period_start_ts('t.day + 1') }}
+),
+
+heart_daily as (
+    select
+        user_id,
+        day,
+        avg(bpm) as avg_bpm,
+        -- resting heart rate: 10th percentile of the awake samples (robust to short dips)
+        percentile_cont(0.1) within group (order by bpm) filter (where not is_sleeping) as resting_bpm,
+        avg(bpm) filter (where is_sleeping) as avg_sleep_bpm,
+        count(*) as heart_rate_samples,
+        count(*) filter (where is_sleeping) as sleep_heart_rate_samples,
+        max(_ingested_at) as _ingested_at
+    from heart
+    group by user_id, day
+),
+
+steps_daily as (
+    select t.user_id, t.day, sum(st.steps) as steps, max(st._ingested_at) as _ingested_at
+    from touched as t
+    join owned as o on o.user_id = t.user_id
+    join {{ ref('stg_steps') }} as st
+      on st.device_id = o.device_id
+     and st.time >= {{ period_start_ts('t.day') }} and st.time < {{ period_start_ts('t.day + 1') }}
+    group by t.user_id, t.day
+),
+
+sleep_daily as (
+    select
+        t.user_id,
+        t.day,
+        round((sum(extract(epoch from sp.part_end - sp.part_start)) / 60)::numeric, 1)::double precision
+            as sleep_minutes,
+        max(sp._ingested_at) as _ingested_at
+    from touched as t
+    join sleep_parts as sp on sp.user_id = t.user_id and sp.day = t.day
+    group by t.user_id, t.day
+)
+
+select
+    t.user_id,
+    t.day,
+    coalesce(st.steps, 0) as steps,
+    round(h.resting_bpm::numeric, 1)::double precision as resting_bpm,
+    round(h.avg_bpm::numeric, 1)::double precision as avg_bpm,
+    coalesce(sl.sleep_minutes, 0) as sleep_minutes,
+    round(h.avg_sleep_bpm::numeric, 1)::double precision as avg_sleep_bpm,
+    coalesce(h.heart_rate_samples, 0) as heart_rate_samples,
+    coalesce(h.sleep_heart_rate_samples, 0) as sleep_heart_rate_samples,
+    greatest(h._ingested_at, st._ingested_at, sl._ingested_at) as _ingested_at
+from (select distinct user_id, day from touched) as t
+left join heart_daily as h on h.user_id = t.user_id and h.day = t.day
+left join steps_daily as st on st.user_id = t.user_id and st.day = t.day
+left join sleep_daily as sl on sl.user_id = t.user_id and sl.day = t.day

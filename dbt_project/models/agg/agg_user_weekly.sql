@@ -1,0 +1,9 @@
+-- Per user and local ISO week (Monday start), rolled up from agg_user_daily.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['user_id', 'week_start'],
+    tags=['weekly'],
+    indexes=[{'columns': ['user_id', 'week_start'], 'unique': True}, {'columns': ['_ingested_at']}],
+) }}
+{{ user_period_rollup('week') }}

@@ -1,0 +1,66 @@
+-- Per-minute heart rate and steps joined per user (seed 002's machine_learning_curated), for
+-- users who agreed to share with research and only from their consent time on. The post-hook
+-- removes rows that no longer qualify (consent withdrawn or moved later), so the table never
+-- holds data of a user who does not consent, even between incremental runs.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='merge',
+    unique_key=['user_id', 'minute'],
+    indexes=[{'columns': ['user_id', 'minute'], 'unique': True}, {'columns': ['_ingested_at']}],
+    post_hook="""
+      delete from {{ this }} as c
+      where not exists (
+          select 1 from {{ ref('curated_research_users') }} as u
+          where u.user_id = c.user_id and c.minute >= date_trunc('minute', u.share_with_research_asof)
+      )
+    """,
+) }}
+
+with consenting as (
+    select u.user_id, u.share_with_research_asof, u.age_group, d.device_id
+    from {{ ref('curated_research_users') }} as u
+    join {{ ref('dim_devices') }} as d on d.owner_user_id = u.user_id
+),
+
+touched as (
+    -- minutes that received new samples; each is recomputed from all its samples
+    select c.user_id, date_trunc('minute', h.time) as minute
+    from {{ ref('stg_heart_rate') }} as h
+    join consenting as c on c.device_id = h.device_id
+    where h.time >= date_trunc('minute', c.share_with_research_asof) and {{ ingested_since('h._ingested_at') }}
+    union
+    select c.user_id, date_trunc('minute', s.time)
+    from {{ ref('stg_steps') }} as s
+    join consenting as c on c.device_id = s.device_id
+    where s.time >= date_trunc('minute', c.share_with_research_asof) and {{ ingested_since('s._ingested_at') }}
+),
+
+heart as (
+    select t.user_id, t.minute, avg(h.bpm) as avg_bpm, count(*) as heart_rate_samples,
+           max(h._ingested_at) as _ingested_at
+    from touched as t
+    join consenting as c on c.user_id = t.user_id
+    join {{ ref('stg_heart_rate') }} as h
+      on h.device_id = c.device_id and h.time >= t.minute and h.time < t.minute + interval '1 minute'
+    group by t.user_id, t.minute
+),
+
+steps as (
+    select t.user_id, t.minute, sum(s.steps) as steps, max(s._ingested_at) as _ingested_at
+    from touched as t
+    join consenting as c on c.user_id = t.user_id
+    join {{ ref('stg_steps') }} as s
+      on s.device_id = c.device_id and s.time >= t.minute and s.time < t.minute + interval '1 minute'
+    group by t.user_id, t.minute
+)
+
+select
+    t.user_id,
+    t.minute,
+    round(h.avg_bpm::numeric, 1)::double precision as avg_bpm,
+    coalesce(h.heart_rate_samples, 0) as heart_rate_samples,
+    st.steps,
+    greatest(h._ingested_at, st._ingested_at) as _ingested_at
+from touched as t
+left join heart as h on h.user_id = t.user_id and h.minute = t.minute
+left join steps as st on st.user_id = t.user_id and st.minute = t.minute
