@@ -140,6 +140,9 @@ class Lake:
     def duckdb(self) -> duckdb.DuckDBPyConnection:
         """An in-process DuckDB connection that can read this lake's paths."""
         con = duckdb.connect()
+        # Naive timestamps mean UTC (as pandas' Timestamp.timestamp() reads them in the seed); fix the
+        # session zone so a TIMESTAMP/TIMESTAMPTZ mix never depends on the machine's local zone.
+        con.execute("set TimeZone = 'UTC'")
         if self.is_s3:
             from fsspec.implementations.arrow import ArrowFSWrapper
 

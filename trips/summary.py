@@ -195,7 +195,9 @@ class _DayRun:
             pairs = sorted({(s, agg.aggregation) for _, _, agg in uses for s in agg.signals if s in columns})
             exprs = [f"count(v.{_ident(s)}) as {_ident('n:' + s)}" for s in columns]
             exprs += [f"{_SQL_AGG[a]}(v.{_ident(s)}) as {_ident(a + ':' + s)}" for s, a in pairs]
-            cast_cols = "".join(f", cast(r.{_ident(s)} as double) as {_ident(s)}" for s in columns)
+            # pandas (the seed) treats NaN as missing: not counted, skipped by avg/max/min/sum
+            cast_cols = "".join(f", nullif(cast(r.{_ident(s)} as double), 'nan'::double) as {_ident(s)}"
+                                for s in columns)
             table = f"agg_{m_index}"
             self.con.register("file_map", file_map)
             self.con.execute(f"""
