@@ -28,3 +28,126 @@ def test_stage_sensor_readings_follow_the_contract(built):
     times = q(built, "select time from stage.stg_sensor_readings where device_id = 'aq2' and measure_name = 'iaq' "
                      "order by time")
     assert [t for (t,) in times] == [DAY + timedelta(hours=10), DAY + timedelta(hours=10, minutes=1)]
+
+
+def test_failing_rows_land_in_rejects_with_their_reason(built):
+    reasons = {r for (r,) in q(built, "select distinct reject_reason from stage.stg_rejects")}
+    assert {"not_a_number", "out_of_range", "unparseable_ts", "ts_in_future", "ts_before_2000", "unknown_device",
+            "end_not_after_start", "quarantined_by_extract: readings_wrong_length"} <= reasons
+    # the NaN payload lost only its iaq and humidity values; the rest of it is in stage
+    nan_row = q(built, "select measure_name, reject_reason from stage.stg_rejects where source_table = 'raw.air_quality' "
+                       "and reject_reason in ('not_a_number', 'out_of_range') order by 1")
+    assert nan_row == [("humidity", "out_of_range"), ("iaq", "not_a_number")]
+    assert q(built, "select count(*) from stage.stg_heart_rate where bpm > 250")[0][0] == 0
+
+
+def test_iaq_minutely_interpolates_short_gaps_only(built):
+    rows = dict((t.minute, (v, interp)) for t, v, interp in q(
+        built, "select time, iaq, is_interpolated from stage.iaq_minutely where device_id = 'aq1' "
+               "and time < %s order by time", DAY + timedelta(hours=11)))
+    assert rows[20] == (120.0, True) and rows[22] == (122.0, True)     # 3 missing minutes: filled
+    assert all(m not in rows for m in range(40, 50))                    # 10 missing minutes: left out
+    assert rows[39] == (139.0, False) and len(rows) == 60 - 10
+
+
+def test_dimensions(built):
+    users = dict(q(built, "select user_id, age_group from stage.dim_users"))
+    assert users == {"u_consent": "25-34", "u_never": "45-54", "u_early": "18-24"}
+    owners = dict(q(built, "select device_id, owner_user_id from stage.dim_devices where kind = 'watch'"))
+    assert owners == {"w1": "u_consent", "w2": "u_never", "w3": "u_early"}
+    aq = q(built, "select location_description, last_calibrated_at is not null from stage.dim_devices "
+                  "where device_id = 'aq1'")
+    assert aq == [("kitchen", True)]
+
+
+def test_daily_user_aggregates_split_sleep_at_midnight(built):
+    rows = q(built, "select day, steps, sleep_minutes, avg_sleep_bpm, resting_bpm from agg.agg_user_daily "
+                    "where user_id = 'u_consent' order by day")
+    assert rows == [(DAY.date(), 1200, 90.0, 50.0, 60.0), ((DAY + timedelta(days=1)).date(), 0, 120.0, 50.0, 60.0)]
+    weekly = q(built, "select steps, sleep_minutes, days_with_data from agg.agg_user_weekly where user_id = 'u_consent'")
+    assert weekly == [(1200, 210.0, 2)]
+
+
+def test_device_aggregates(built):
+    row = q(built, "select min_value, max_value, reading_count, p95_value from agg.agg_device_daily "
+                   "where device_id = 'aq1' and measure_name = 'iaq'")
+    assert row[0][:3] == (100.0, 159.0, 47) and 150 < row[0][3] < 159
+    monthly = q(built, "select reading_count from agg.agg_device_monthly where device_id = 'aq1' and measure_name = 'iaq'")
+    assert monthly == [(47,)]
+    hourly = q(built, "select sum(reading_count) from agg.agg_device_hourly where device_id = 'aq1' and measure_name = 'iaq'")
+    assert hourly == [(47,)]
+    latest = q(built, "select time, value from agg.agg_latest_reading where device_id = 'aq1' and measure_name = 'iaq'")
+    assert latest == [(DAY + timedelta(hours=10, minutes=59), 159.0)]
+
+
+def test_seed001_analyses_return_sensible_rows(built):
+    by_age = q(built, "select age_group, user_count, avg_sleep_bpm, avg_step_count from agg.agg_monthly_health_by_age_group "
+                      "order by age_group")
+    assert by_age == [("18-24", 1, 50.0, 600.0), ("25-34", 1, 50.0, 600.0), ("45-54", 1, 50.0, 600.0)]
+    # the past-month view ends today: the scenario's days are in it only while they are recent
+    in_view = q(built, "select count(*) from agg.agg_user_daily_steps_past_month")[0][0]
+    recent = q(built, "select count(*) from agg.agg_user_daily where day > current_date - 30")[0][0]
+    assert in_view == recent
+
+
+def test_curated_holds_only_consenting_users_after_consent(built):
+    users = {u for (u,) in q(built, "select distinct user_id from curated.curated_research_minutely")}
+    assert users == {"u_consent", "u_early"}
+    first = q(built, "select min(minute) from curated.curated_research_minutely where user_id = 'u_consent'")[0][0]
+    assert first == DAY + timedelta(hours=12)
+    assert q(built, "select count(*) from curated.curated_research_users where user_id = 'u_never'")[0][0] == 0
+
+
+def test_every_agg_table_and_column_has_a_database_comment(built):
+    missing = q(built, """
+        select c.relname, a.attname
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+        where n.nspname = 'agg' and c.relkind in ('r', 'v', 'm')
+          and col_description(c.oid, a.attnum) is null""")
+    assert missing == []
+    tables = q(built, "select c.relname, obj_description(c.oid) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                      "where n.nspname = 'agg' and c.relkind in ('r', 'v', 'm')")
+    assert len(tables) >= 10 and all(desc for _, desc in tables)
+
+
+def test_analyst_reads_agg_and_curated(built):
+    with pg_connect("analyst", settings=built) as conn:
+        assert conn.execute("select count(*) from agg.agg_user_daily").fetchone()[0] > 0
+        assert conn.execute("select count(*) from curated.curated_research_minutely").fetchone()[0] > 0
+
+
+def test_second_run_changes_nothing_then_late_data_updates_whole_periods(built):
+    before = snapshot(built)
+    build(settings=built)
+    assert snapshot(built) == before
+
+    # late data one day later: steps for DAY (already aggregated) and an aq1 reading inside the
+    # 10-minute gap (old timestamp, new _ingested_at)
+    later = FIRST_LOAD_AT + timedelta(days=1)
+    with pg_connect("loader", settings=built) as conn:
+        w = RawWriter(conn, load_id="load-2")
+        w.bucket("steps", "st:w1:late", "w1", DAY + timedelta(hours=18), DAY + timedelta(hours=18, minutes=15),
+                 [(DAY + timedelta(hours=18, minutes=i), 20) for i in range(15)], later)
+        w.air_quality([("aq1", (DAY + timedelta(hours=10, minutes=45)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        [145.0, 21.5, 45.0, 101.3, 0.5, 600.0, 3.0])], later)
+    build(settings=built)
+    assert q(built, "select steps from agg.agg_user_daily where user_id = 'u_consent' and day = %s", DAY.date()) == [(1500,)]
+    assert q(built, "select steps from agg.agg_user_weekly where user_id = 'u_consent'") == [(1500,)]
+    assert q(built, "select reading_count from agg.agg_device_daily where device_id = 'aq1' and measure_name = 'iaq'") \
+        == [(48,)]
+    # the late reading splits the 10-minute gap into 5 + 4 missing minutes: both now filled
+    filled = q(built, "select count(*) from stage.iaq_minutely where device_id = 'aq1' and time >= %s and time < %s",
+               DAY + timedelta(hours=10, minutes=40), DAY + timedelta(hours=10, minutes=50))
+    assert filled == [(10,)]
+    after_late = snapshot(built)
+    build(settings=built)
+    assert snapshot(built) == after_late
+
+
+def test_withdrawn_consent_removes_the_user_from_curated(built):
+    with pg_connect("superuser", settings=built) as conn:
+        conn.execute("update raw.users set share_with_research_asof = null where user_id = 'u_early'")
+    build(select=["+curated_research_minutely"], settings=built)
+    users = {u for (u,) in q(built, "select distinct user_id from curated.curated_research_minutely")}
+    assert users == {"u_consent"}
