@@ -50,14 +50,17 @@ def _configure_dlt() -> None:
     os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "false")
     # ERROR: dlt warns on every run that the jsonb hints differ from the Arrow string columns (intended).
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+    # We pass credentials explicitly; dlt's Airflow-Variables secrets lookup (on by default when Airflow is
+    # installed) cost ~20 s per run here: one metadata-DB query per config key.
+    os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
     # dlt's anonymous usage telemetry is of no use here and needs the network.
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
 def make_pipeline(progress: bool = False, pipelines_dir: str | None = None):
+    _configure_dlt()
     import dlt
 
-    _configure_dlt()
     settings = get_settings()
     destination = dlt.destinations.postgres(credentials=pg_url("loader", driver="postgresql"))
     kwargs: dict[str, Any] = {"progress": "tqdm"} if progress else {}

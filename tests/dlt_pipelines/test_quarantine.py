@@ -1,0 +1,60 @@
+"""Schema contract: every bad kind is quarantined with its reason; the good documents still load."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import factories as f
+from pymongo.errors import DuplicateKeyError
+
+from dlt_pipelines import load_raw
+
+BAD_KINDS = {"missing_field", "wrong_type", "number_as_string", "nan_or_infinity", "out_of_range",
+             "readings_wrong_length", "ts_far_future", "ts_before_2000", "unknown_device", "duplicate_id",
+             "nested_junk", "empty_document", "unparseable_ts"}
+
+
+def test_every_bad_kind_is_quarantined_with_its_reason_and_good_documents_load(fresh, raw):
+    now = f.ms(datetime.now(UTC))
+    fresh.devices.insert_many([f.device("aq-1", ingested_at=now), f.device("w-1", kind="watch", owner="u-1")])
+    good = [f.air_quality("aq-1", f.BASE + timedelta(minutes=i), now) for i in range(30)]
+    fresh.air_quality.insert_many(good)
+    fresh.heart_rates.insert_one(f.heart_rate("w-1", f.BASE, 4, now))
+    bad = f.bad_documents("aq-1", "w-1", f.BASE + timedelta(hours=1))
+    for collection, doc in bad:
+        fresh[collection].insert_one(doc)
+    # duplicate_id: MongoDB refuses the second write; the writer logs it in rejected_writes
+    duplicate = {**good[0], "readings": [1, 2, 3, 4, 5, 6, 0]}
+    try:
+        fresh.air_quality.insert_one(duplicate)
+        raise AssertionError("MongoDB accepted a duplicate _id")
+    except DuplicateKeyError:
+        fresh.rejected_writes.insert_one(f.rejected_write("air_quality", duplicate))
+
+    result = load_raw()
+
+    assert raw("select count(*) from raw.air_quality") == [(30,)]
+    assert raw("select count(*) from raw.heart_rates") == [(1,)]
+    rows = raw("select collection, source_id, reason, document from raw.quarantine")
+    assert len(rows) == len(bad) + 1
+    by_id = {source_id: (collection, reason, document) for collection, source_id, reason, document in rows}
+    expected = [(c, d["_id"], d["_test_bad_kind"]) for c, d in bad]
+    for collection, source_id, kind in expected:
+        got_collection, reason, document = by_id[source_id]
+        assert got_collection == collection
+        assert reason.startswith(f"{kind}:"), (source_id, reason)
+        assert document["_id"] == source_id  # the original document, as extended JSON
+    rejected = [r for r in rows if r[0] == "rejected_writes"]
+    assert len(rejected) == 1 and rejected[0][2].startswith("duplicate_id:")
+    assert rejected[0][3]["document"]["_id"] == good[0]["_id"]
+    seen_kinds = {reason.split(":")[0] for _, _, reason, _ in rows}
+    assert seen_kinds == BAD_KINDS
+    assert sum(result["quarantined"].values()) == len(bad) + 1
+    # NaN survives as extended JSON, so the original can be inspected and replayed
+    nan_doc = by_id[f"aq:aq-1:{int((f.BASE + timedelta(hours=1)).timestamp())}:bad-nan_or_infinity"][2]
+    assert json.dumps(nan_doc["readings"][0]) == '{"$numberDouble": "NaN"}'
+
+    # quarantine is idempotent too: a re-run adds nothing
+    load_raw()
+    assert raw("select count(*) from raw.quarantine") == [(len(bad) + 1,)]
