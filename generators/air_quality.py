@@ -7,7 +7,7 @@ Physics, per sensor and *local* day (the room is empty at local midnight, so eac
 from the ventilated baseline and can be simulated on its own, deterministically):
 - occupancy from the room kind (office hours with lunch, meetings, open space), weekends quiet;
 - CO2 follows the well-mixed room balance dC/dt = n * G / V - ACH * (C - C_outdoor), with
-  G = 0.3 L/min per seated adult and an air-change rate that is higher while the HVAC runs;
+  G = 0.4 L/min per adult at light office activity and an air-change rate that is higher while the HVAC runs;
 - VOC and IAQ follow CO2 (people) plus evening cleaning; temperature and humidity have daily
   cycles and warm / moisten with occupancy; pressure drifts with the weather (a smooth function of
   absolute time shared by a site, so it is continuous across days);
@@ -33,7 +33,7 @@ from generators.common import (
 from generators.devices import Fleet, SensorProfile
 
 READINGS = ("iaq", "temperature", "humidity", "pressure", "voc", "co2", "iaq_accuracy")
-CO2_PER_PERSON_L_MIN = 0.3
+CO2_PER_PERSON_L_MIN = 0.4  # light office activity (about 1.5 met)
 OUTDOOR_CO2 = 415.0
 
 
@@ -112,8 +112,8 @@ def simulate_sensor_day(fleet: Fleet, sensor: SensorProfile, local_day: int) -> 
     hours = minute / 60.0
     people = _occupancy(rng, sensor, weekday)
 
-    hvac_on = (weekday < 5) & (hours >= 7) & (hours < 19)
-    ach = np.where(hvac_on, rng.uniform(0.6, 1.4), rng.uniform(0.2, 0.4))  # air changes per hour
+    hvac_on = (weekday < 5) & (hours >= 7) & (hours < 20)
+    ach = np.where(hvac_on, rng.uniform(1.0, 1.8), rng.uniform(0.4, 0.7))  # air changes per hour
     window_open = rng.uniform() < 0.3  # someone airs the room for a while
     if window_open:
         opened = int(rng.integers(10 * 60, 16 * 60))

@@ -93,20 +93,21 @@ def _user(seed: int, index: int) -> UserProfile:
         resting_bpm=float(rng.uniform(58, 74) - 6 * fitness + 0.05 * (age - 40)),
         bedtime_minute=float(rng.normal(23 * 60, 40)),
         sleep_hours=float(rng.uniform(6.3, 8.2)),
-        exercise_probability=float(0.15 + 0.6 * fitness),
+        exercise_probability=float(0.25 + 0.6 * fitness),
         walk_rate=float(rng.uniform(0.4, 1.2)),
     )
 
 
 def _sensor(seed: int, index: int) -> SensorProfile:
     rng = rng_for(seed, "sensor", index)
-    # most devices report in UTC ("Z"); about one in five is at the Sydney site and sends +11:00
-    site = SITES[1] if rng.uniform() < 0.2 else SITES[0]
+    # most devices report in UTC ("Z"); every fifth (the second, seventh, ...) is at the Sydney
+    # site and sends local time with +11:00
+    site = SITES[1] if index % 5 == 1 else SITES[0]
     kind = str(rng.choice(ROOM_KINDS, p=[0.4, 0.35, 0.25]))
     floor = int(rng.integers(0, 6))
-    # room air volume sets how fast people raise CO2 (about 18,700 ppm per person-hour per m3 / ACH)
-    volume = {"office": rng.uniform(120, 200), "meeting_room": rng.uniform(90, 150),
-              "open_space": rng.uniform(450, 700)}[kind]
+    # the air volume sets how fast people raise CO2: 400 ppm/min per person per m3 of room
+    volume = {"office": rng.uniform(90, 160), "meeting_room": rng.uniform(80, 130),
+              "open_space": rng.uniform(300, 500)}[kind]
     capacity = {"office": int(rng.integers(3, 8)), "meeting_room": int(rng.integers(6, 12)),
                 "open_space": int(rng.integers(15, 35))}[kind]
     return SensorProfile(
@@ -184,7 +185,7 @@ def device_documents(fleet: Fleet) -> list[dict]:
             })
     for s in fleet.sensors:
         rng = rng_for(fleet.seed, "device", s.devid)
-        installed_at = fleet.anchor - timedelta(days=int(rng.integers(60, 900)), minutes=int(rng.integers(0, 1440)))
+        installed_at = fleet.anchor - timedelta(days=int(rng.integers(120, 900)), minutes=int(rng.integers(0, 1440)))
         docs.append({
             "_id": s.devid, "device_id": s.devid, "kind": "air_quality", "owner_user_id": None,
             "location": {"lat": s.lat, "long": s.long,

@@ -122,7 +122,7 @@ def simulate_user_day(fleet: Fleet, user: UserProfile, day: int) -> UserDay:
     target = np.where(asleep, rest - 7 + 2.5 * np.cos(2 * np.pi * (hours - 1) / 24),
                       rest + 8 + 3 * np.cos(2 * np.pi * (hours - 16) / 24))
     target = np.where(walking, rest + 32, target)
-    target = np.where(exercising, rest + 0.75 * (max_bpm - rest), target)
+    target = np.where(exercising, rest + 0.8 * (max_bpm - rest), target)
     # the heart follows effort with a lag of a couple of minutes; slow wandering on top
     wander = ema(rng.normal(0, 6, MINUTES_PER_DAY), 0.15)
     heart_rate = ema(target, 0.35) + wander
