@@ -49,4 +49,4 @@ def iot_forecast():
     forecast()
 
 
-iot_forecast()
+iot_forecast_dag = iot_forecast()

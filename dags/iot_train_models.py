@@ -57,4 +57,4 @@ def iot_train_models():
     train()
 
 
-iot_train_models()
+iot_train_models_dag = iot_train_models()

@@ -70,10 +70,7 @@ create table if not exists ml.forecast_runs (
 comment on table ml.forecast_runs is 'One row per forecast cycle: what ran, what was skipped and why, timings';
 """
 
-_HYPERTABLE = """
-select create_hypertable('ml.predictions', 'time', if_not_exists => true, migrate_data => true)
-where exists (select 1 from pg_extension where extname = 'timescaledb')
-"""
+_HYPERTABLE = "select create_hypertable('ml.predictions', 'time', if_not_exists => true, migrate_data => true)"
 
 _created: set[tuple] = set()
 
@@ -87,5 +84,7 @@ def ensure_schema(conn) -> None:
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         cur.execute(DDL)
-        cur.execute(_HYPERTABLE)
+        cur.execute("select 1 from pg_extension where extname = 'timescaledb'")
+        if cur.fetchone():   # plain PostgreSQL otherwise: the same table without chunking
+            cur.execute(_HYPERTABLE)
     _created.add(key)
