@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import duckdb
 import pyarrow as pa
 
 from trips.config import TripConfig, env_gap_minutes
@@ -34,7 +35,16 @@ SCHEMA = pa.schema([
     ("TripID", pa.string()), ("Cluster", pa.string()),
 ])
 
-_SQL_AGG = {"avg": "avg", "max": "max", "min": "min", "sum": "sum"}
+# Sums and averages add the values as DECIMAL(38, 18): integer arithmetic, so the result does not
+# depend on how DuckDB's threads split the rows and re-running a day writes the same bytes (double
+# sums, even compensated ones, differ in the last bits from run to run). Values beyond +-1e20 do not
+# fit; such a message falls back to compensated double sums (correct, not bit-reproducible).
+_EXACT = "cast({0} as decimal(38, 18))"
+_SQL_AGG = {
+    True: {"avg": f"cast(sum({_EXACT}) as double) / count({{0}})", "sum": f"cast(sum({_EXACT}) as double)",
+           "max": "max({0})", "min": "min({0})"},
+    False: {"avg": "fsum({0}) / count({0})", "sum": "fsum({0})", "max": "max({0})", "min": "min({0})"},
+}
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,41 @@ class _DayRun:
             """)
         return self.con.execute("select count(*) from windows").fetchone()[0]
 
+    def _aggregate_message(self, table: str, message: str, file_map: pa.Table, columns: list[str],
+                           pairs: list[tuple[str, str]]) -> None:
+        """One scan of the message's files: per device and trip, duration, counts and aggregates."""
+        # pandas (the seed) treats NaN as missing: not counted, skipped by avg/max/min/sum
+        cast_cols = "".join(f", nullif(cast(r.{_ident(s)} as double), 'nan'::double) as {_ident(s)}"
+                            for s in columns)
+        self.con.register("file_map", file_map)
+        for exact in (True, False):
+            exprs = [f"count(v.{_ident(s)}) as {_ident('n:' + s)}" for s in columns]
+            exprs += [f"{_SQL_AGG[exact][a].format('v.' + _ident(s))} as {_ident(a + ':' + s)}" for s, a in pairs]
+            try:
+                self.con.execute(f"""
+                    create or replace temp table {table} as
+                    with readings as (
+                        select f.device, epoch_us(r.t) as t_us{cast_cols}
+                        from read_parquet($files, filename = true, union_by_name = true) r
+                        join file_map f on r.filename = f.file
+                        where r.t is not null
+                    ), in_trip as (
+                        select w.device, w.start_us, v.* exclude (device)
+                        from readings v join window_minutes w
+                          on v.device = w.device and v.t_us // 60000000 = w.minute
+                        where v.t_us between w.start_us and w.end_us
+                    )
+                    select device, start_us, max(t_us) - min(t_us) as duration_us
+                           {''.join(', ' + e for e in exprs)}
+                    from in_trip v group by device, start_us
+                """, {"files": file_map["file"].to_pylist()})
+                return
+            except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
+                if not exact:
+                    raise
+                log.warning("%s: %s has values beyond the exact-sum range (%s); using double sums",
+                            self.day, message, exc)
+
     def aggregate(self) -> pa.Table:
         """Aggregate every configured message over the windows; rows in the seed's order."""
         with_trips = {d for (d,) in self.con.execute("select distinct device from windows").fetchall()}
@@ -193,30 +238,8 @@ class _DayRun:
             if not any("t" in cols for cols in present.values()):
                 continue
             pairs = sorted({(s, agg.aggregation) for _, _, agg in uses for s in agg.signals if s in columns})
-            exprs = [f"count(v.{_ident(s)}) as {_ident('n:' + s)}" for s in columns]
-            exprs += [f"{_SQL_AGG[a]}(v.{_ident(s)}) as {_ident(a + ':' + s)}" for s, a in pairs]
-            # pandas (the seed) treats NaN as missing: not counted, skipped by avg/max/min/sum
-            cast_cols = "".join(f", nullif(cast(r.{_ident(s)} as double), 'nan'::double) as {_ident(s)}"
-                                for s in columns)
             table = f"agg_{m_index}"
-            self.con.register("file_map", file_map)
-            self.con.execute(f"""
-                create temp table {table} as
-                with readings as (
-                    select f.device, epoch_us(r.t) as t_us{cast_cols}
-                    from read_parquet($files, filename = true, union_by_name = true) r
-                    join file_map f on r.filename = f.file
-                    where r.t is not null
-                ), in_trip as (
-                    select w.device, w.start_us, v.* exclude (device)
-                    from readings v join window_minutes w
-                      on v.device = w.device and v.t_us // 60000000 = w.minute
-                    where v.t_us between w.start_us and w.end_us
-                )
-                select device, start_us, max(t_us) - min(t_us) as duration_us
-                       {''.join(', ' + e for e in exprs)}
-                from in_trip v group by device, start_us
-            """, {"files": file_map["file"].to_pylist()})
+            self._aggregate_message(table, message, file_map, columns, pairs)
             for cluster, agg_index, agg in uses:
                 for sig_index, signal in enumerate(agg.signals):
                     if signal not in columns:
