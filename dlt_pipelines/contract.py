@@ -75,6 +75,8 @@ def _looks_numeric(v: Any) -> bool:
 
 
 def _type_error(name: str, v: Any, expected: str) -> BadDocument:
+    if type(v) in (dict, list) and expected != "list":
+        return BadDocument("nested_junk", f"{name} is a nested {type(v).__name__}, expected {expected}")
     if expected in ("number", "int") and _looks_numeric(v):
         return BadDocument("number_as_string", f"{name} is the string {v!r}, expected a {expected}")
     return BadDocument("wrong_type", f"{name} is {type(v).__name__}, expected {expected}")
@@ -127,6 +129,10 @@ def timestamp(doc: dict, name: str, ctx: Context, label: str | None = None, null
         return None
     if not isinstance(v, datetime):
         if isinstance(v, str):
+            try:
+                datetime.fromisoformat(v)
+            except ValueError:
+                raise BadDocument("unparseable_ts", f"{label} = {v!r} is not a timestamp") from None
             raise BadDocument("wrong_type", f"{label} is the string {v!r}, expected a BSON datetime")
         raise _type_error(label, v, "datetime")
     return check_time(v, label, ctx, lo)
