@@ -71,7 +71,7 @@ def test_forecast_dag_writes_15_future_rows_per_device(trained, load_dag):
                   " array_agg(distinct measure_name) from ml.predictions group by device_id")
     by_device = {r[0]: r for r in rows}
     assert set(by_device) == {f"aq-{d:03d}" for d in range(DEVICES)}   # aq-short skipped
-    for device, count, first, last, issued, names in rows:
+    for _device, count, first, last, issued, names in rows:
         assert count == 15
         assert first == issued + timedelta(minutes=1) and last == issued + timedelta(minutes=15)
         assert last > trained                      # predictions lie in the future
@@ -114,3 +114,21 @@ def test_rewards_settle_and_bandit_tries_every_arm_once_actuals_exist(trained):
         assert 0 < reward < 1 and n_points == DEVICES * 15
         if arm == "persistence":
             assert reward == pytest.approx(0.5) and model_mae == pytest.approx(persistence_mae)
+
+
+def test_forecast_accuracy_fills_once_actuals_exist(trained):
+    """agg.forecast_accuracy (dbt) after the replayed minutes: error per model, version, horizon,
+    device and day; persistence scores exactly 1 against itself; re-running changes nothing."""
+    from dbt_project.runner import build
+
+    build(["forecast_accuracy"])
+    sql = ("select model_name, horizon_minutes, device_id, predictions, mae, persistence_mae, mae_ratio"
+           " from agg.forecast_accuracy order by 1, 2, 3")
+    rows = _query(sql)
+    assert {r[0] for r in rows} == {"persistence", "ridge", "lightgbm", "mlp"}
+    assert {r[1] for r in rows} == set(range(1, 16))
+    assert all(r[3] > 0 and r[4] >= 0 for r in rows)
+    persistence = [r for r in rows if r[0] == "persistence"]
+    assert all(r[6] == pytest.approx(1.0) for r in persistence if r[5])
+    build(["forecast_accuracy"])
+    assert _query(sql) == rows

@@ -1,0 +1,51 @@
+-- Forecast error by model, version, horizon, device and local day (DESIGN §4): every prediction
+-- whose actual value has arrived in stage.iaq_minutely, next to the persistence forecast issued at
+-- the same minute (the actual at issued_at), so each error reads as a ratio to the baseline.
+-- Incremental: the last stored day and everything after it are recomputed (late actuals and the
+-- day still in progress), older days are final.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['day', 'model_name', 'model_version', 'device_id', 'horizon_minutes'],
+    indexes=[{'columns': ['day', 'model_name', 'model_version', 'device_id', 'horizon_minutes'], 'unique': True}],
+) }}
+
+with scored as (
+    select
+        (p.time at time zone '{{ var("day_timezone") }}')::date as day,
+        p.model_name,
+        p.model_version,
+        p.device_id,
+        split_part(p.measure_name, '~', 2)::int as horizon_minutes,
+        p.value - actual.iaq as error,
+        issued.iaq - actual.iaq as persistence_error
+    from {{ source('ml', 'predictions') }} as p
+    join {{ ref('iaq_minutely') }} as actual
+        on actual.device_id = p.device_id and actual.time = p.time
+    left join {{ ref('iaq_minutely') }} as issued
+        on issued.device_id = p.device_id and issued.time = p.issued_at
+    where p.measure_name like 'iaq~%'
+      and actual.iaq is not null
+    {% if is_incremental() %}
+      and p.time >= (
+          (select coalesce(max(day), '1970-01-01'::date) from {{ this }})::timestamp
+          at time zone '{{ var("day_timezone") }}'
+      )
+    {% endif %}
+)
+
+select
+    day,
+    model_name,
+    model_version,
+    device_id,
+    horizon_minutes,
+    count(*) as predictions,
+    avg(abs(error)) as mae,
+    sqrt(avg(error * error)) as rmse,
+    avg(error) as bias,
+    avg(abs(persistence_error)) as persistence_mae,
+    avg(abs(error)) / nullif(avg(abs(persistence_error)), 0) as mae_ratio,
+    now() as computed_at
+from scored
+group by day, model_name, model_version, device_id, horizon_minutes
