@@ -32,6 +32,12 @@ def argv(settings: Settings) -> list[str]:
     ]
 
 
+def env() -> dict[str, str]:
+    # MLflow's job runner (huey consumers for GenAI jobs) is not used by the platform: it would
+    # cost extra processes and start-up time on a 2-core machine
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def healthy(settings: Settings, timeout: float = 3) -> bool:
     try:
         with urllib.request.urlopen(f"{base_url(settings)}/health", timeout=timeout) as r:

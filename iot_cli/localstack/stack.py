@@ -160,7 +160,8 @@ class Stack:
     def up(self, skip: frozenset[str] = frozenset()) -> list[ServiceStatus]:
         s = self.settings
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        started: list[tuple[str, Callable[[], bool], float, Path | None]] = []
+        # (service, health check, timeout, log, launch time)
+        started: list[tuple[str, Callable[[], bool], float, Path | None, float]] = []
 
         # PostgreSQL first: Airflow and MLflow keep their metadata in it
         cluster = self.cluster()
@@ -185,6 +186,29 @@ class Stack:
             mongo.start(s, self.state_dir, timeout=WAIT_SECONDS["mongo"])
             self.echo(f"mongo         healthy (pid {proc.pid()})")
 
+        # MLflow, the simulator and the API need only the databases: they start while Airflow migrates
+        optional: list[tuple[str, bool, Callable[[], list[str]], Callable[[], bool], int | None]] = [
+            ("mlflow", True, lambda: mlflow.argv(s), lambda: mlflow.healthy(s), s.mlflow_port),
+            ("generator", self.generator_available(), self.generator_argv, lambda: True, None),
+            ("api", self.api_available(), self.api_argv, self.api_healthy, s.api_port),
+        ]
+        env_for = {"mlflow": mlflow.env()}
+        for name, available, make_argv, check, port in optional:
+            proc = self.process(name)
+            if name in skip:
+                self.echo(f"{name:<13} skipped (--skip {name})")
+            elif not available:
+                what = GENERATOR_MODULE if name == "generator" else API_APP_FILE.relative_to(PROJECT_ROOT)
+                self.echo(f"{name:<13} skipped: {what} does not exist yet")
+            elif proc.running():
+                self.echo(f"{name:<13} already running (pid {proc.pid()})")
+            else:
+                if port is not None:
+                    self._ensure_port_free(name, port)
+                pid = proc.start(make_argv(), env=env_for.get(name), cwd=PROJECT_ROOT)
+                self.echo(f"{name:<13} started (pid {pid})")
+                started.append((name, check, WAIT_SECONDS[name], proc.log_file, time.monotonic()))
+
         missing = [c for c in airflow.COMPONENTS if not self.process(c).running()]
         for c in airflow.COMPONENTS:
             if c not in missing:
@@ -200,35 +224,14 @@ class Stack:
             for c in missing:
                 pid = self.process(c).start(airflow.argv(c), env=env, cwd=PROJECT_ROOT)
                 self.echo(f"{c:<22} started (pid {pid})")
-                started.append((c, self._airflow_check(c), AIRFLOW_WAIT_SECONDS, self.process(c).log_file))
+                started.append((c, self._airflow_check(c), AIRFLOW_WAIT_SECONDS, self.process(c).log_file,
+                                time.monotonic()))
 
-        optional: list[tuple[str, bool, Callable[[], list[str]], Callable[[], bool], int | None]] = [
-            ("mlflow", True, lambda: mlflow.argv(s), lambda: mlflow.healthy(s), s.mlflow_port),
-            ("generator", self.generator_available(), self.generator_argv, lambda: True, None),
-            ("api", self.api_available(), self.api_argv, self.api_healthy, s.api_port),
-        ]
-        for name, available, make_argv, check, port in optional:
-            proc = self.process(name)
-            if name in skip:
-                self.echo(f"{name:<13} skipped (--skip {name})")
-            elif not available:
-                what = GENERATOR_MODULE if name == "generator" else API_APP_FILE.relative_to(PROJECT_ROOT)
-                self.echo(f"{name:<13} skipped: {what} does not exist yet")
-            elif proc.running():
-                self.echo(f"{name:<13} already running (pid {proc.pid()})")
-            else:
-                if port is not None:
-                    self._ensure_port_free(name, port)
-                pid = proc.start(make_argv(), cwd=PROJECT_ROOT)
-                self.echo(f"{name:<13} started (pid {pid})")
-                started.append((name, check, WAIT_SECONDS[name], proc.log_file))
-
-        for name, check, timeout, log in started:
+        for name, check, timeout, log, launched in started:
             self.echo(f"waiting for   {name} ...")
-            t0 = time.monotonic()
             proc = self.process(name)
             wait_until(lambda c=check, p=proc: _alive_or_raise(p) and c(), timeout, name, interval=1.0, log=log)
-            self.echo(f"{name:<22} healthy ({time.monotonic() - t0:.0f} s)")
+            self.echo(f"{name:<22} healthy ({time.monotonic() - launched:.0f} s after start)")
         return self.status()
 
     def _airflow_check(self, component: str) -> Callable[[], bool]:
