@@ -56,11 +56,14 @@ def command(backfill_days, streaming, speedup, duration, users, sensors, seed, b
                        f"{stats.rejected} rejected ({dict(sorted(stats.by_collection.items()))})")
             return
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         fleet = build_fleet(users, sensors, seed, anchor=today)
-        state = stream(writer, fleet, sim_start=now, speedup=speedup, bad_rate=bad_rate, duration_s=duration,
-                       stop=stop, drain_timeout_s=15)
+        try:
+            state = stream(writer, fleet, sim_start=now, speedup=speedup, bad_rate=bad_rate, duration_s=duration,
+                           stop=stop, drain_timeout_s=15)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         click.echo(f"stream stopped at simulated {state.sim_now:%Y-%m-%d %H:%M:%S}Z: {state.stats.inserted} "
                    f"inserted, {state.stats.rejected} rejected, {state.buffered} undelivered")
     finally:
