@@ -49,8 +49,9 @@ Summarises every trip of one day of the Parquet lake
     },
 )
 def trip_summary_daily():
-    @task(multiple_outputs=True)
-    def plan() -> dict:
+    @task
+    def plan() -> list[dict]:
+        """Validate the configuration and cut its devices into shards (one mapped task each)."""
         from trips.config import load_config
         from trips.summary import shard_devices
 
@@ -65,36 +66,37 @@ def trip_summary_daily():
         job = {"day": day, "config": params["config"], "root": params["root"], "run_key": run.run_id,
                "shard_count": len(shards), "gap_minutes": float(params["gap_minutes"]),
                "cross_midnight": bool(params["cross_midnight"])}
-        return {"job": job, "shards": [{"index": i, "devices": devices} for i, devices in enumerate(shards)]}
+        return [{"job": job, "index": i, "devices": devices} for i, devices in enumerate(shards)]
 
     @task
-    def summarise_shard(job: dict, shard: dict) -> dict:
+    def summarise_shard(shard: dict) -> dict:
         from datetime import date
 
         from trips.config import load_config
         from trips.lake import Lake
         from trips.summary import Options, summarise_day, write_part
 
+        job = shard["job"]
         lake, day = Lake(job["root"]), date.fromisoformat(job["day"])
         options = Options(gap_minutes=job["gap_minutes"], cross_midnight=job["cross_midnight"])
         table = summarise_day(lake, load_config(job["config"]), day, devices=shard["devices"], options=options)
         write_part(lake, day, job["run_key"], shard["index"], table)
-        return {"index": shard["index"], "rows": table.num_rows}
+        return {"job": job, "index": shard["index"], "rows": table.num_rows}
 
     @task
-    def merge(job: dict, parts: list[dict]) -> dict:
+    def merge(parts: list[dict]) -> dict:
         from datetime import date
 
         from trips.lake import Lake
         from trips.summary import merge_parts
 
+        parts = list(parts)
+        job = parts[0]["job"]
         rows, path = merge_parts(Lake(job["root"]), date.fromisoformat(job["day"]), job["run_key"],
                                  job["shard_count"])
-        return {"day": job["day"], "rows": rows, "path": path, "shards": len(list(parts))}
+        return {"day": job["day"], "rows": rows, "path": path, "shards": len(parts)}
 
-    planned = plan()
-    parts = summarise_shard.partial(job=planned["job"]).expand(shard=planned["shards"])
-    merge(planned["job"], parts)
+    merge(summarise_shard.expand(shard=plan()))
 
 
-trip_summary_daily()
+DAG = trip_summary_daily()
