@@ -97,19 +97,11 @@ class MongoWriter:
         return stats
 
     def _fetch(self, collection: str, ids: list) -> dict:
-        """Stored documents by ``_id``. Large ``$in`` lists are slow on some servers (SecantusDB:
-        3 s for 2,000 ids), so ids of one device are fetched as one ``_id`` range instead."""
-        wanted = set(ids)
-        groups: dict[str, list[str]] = {}
-        for doc_id in ids:
-            groups.setdefault(doc_id.rsplit(":", 1)[0] if isinstance(doc_id, str) else "", []).append(doc_id)
+        """Stored documents by ``_id``, asked for in batches: a long ``$in`` list is slow on some
+        servers (SecantusDB: 3 s for 2,000 ids, 0.03 s for 200)."""
         stored = {}
-        for prefix, group in groups.items():
-            if len(group) > 50 and prefix:
-                query = {"_id": {"$gte": min(group), "$lte": max(group)}}
-            else:
-                query = {"_id": {"$in": group}}
-            stored.update((d["_id"], d) for d in self.db[collection].find(query) if d["_id"] in wanted)
+        for lo in range(0, len(ids), 100):
+            stored.update((d["_id"], d) for d in self.db[collection].find({"_id": {"$in": ids[lo:lo + 100]}}))
         return stored
 
     def _record_refusals(self, collection: str, refused: list[dict], now: datetime) -> None:
@@ -129,9 +121,15 @@ class MongoWriter:
                 raise
         log.debug("%d refused writes to %s recorded in %s", len(records), collection, REJECTED_COLLECTION)
 
-    def latest_key_epoch(self, collection: str, id_prefix: str, device_id: str) -> int | None:
-        """The newest key time already stored for a device (from the ``_id`` scheme), or None."""
-        lo = f"{id_prefix}:{device_id}:"
-        doc = self.db[collection].find_one({"_id": {"$gte": lo, "$lt": lo + "\uffff"}}, {"_id": 1},
-                                           sort=[("_id", -1)])
-        return int(doc["_id"].rsplit(":", 1)[1]) if doc else None
+    def latest_key_epochs(self, collection: str, device_field: str) -> dict[str, int]:
+        """Per device, the newest key time already stored (epoch seconds from the ``_id`` scheme).
+
+        One aggregation per collection: a scan, but a single one (per-device sorted lookups
+        scanned the whole collection each time on SecantusDB)."""
+        if self.db[collection].find_one({}, {"_id": 1}) is None:
+            return {}
+        latest = {}
+        for row in self.db[collection].aggregate([{"$group": {"_id": f"${device_field}", "newest": {"$max": "$_id"}}}]):
+            if isinstance(row["_id"], str) and isinstance(row["newest"], str) and ":" in row["newest"]:
+                latest[row["_id"]] = int(row["newest"].rsplit(":", 1)[1])
+        return latest
