@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,18 +57,29 @@ def main(argv: list[str]) -> int:
 
     get_settings.cache_clear()
     settings = get_settings()
-    server = mongo.start(settings, state)
+
+    @contextmanager
+    def fresh_server():
+        """Every measurement gets a new server with an empty data directory (dropping collections
+        between runs left SecantusDB slower run after run)."""
+        data_dir = state / f"data-{len(list(state.glob('data-*')))}"
+        server = mongo.start(settings, state, data_dir=data_dir)
+        try:
+            yield
+        finally:
+            server.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+
     try:
-        result = _run(settings, sensors, users, hours, rounds)
+        result = _run(settings, fresh_server, sensors, users, hours, rounds)
     finally:
-        server.stop()
         shutil.rmtree(state, ignore_errors=True)
     result["workload"].update({"server": mongo.server_kind(), "quick": args.quick})
     write_result("generate", result)
     return 0
 
 
-def _run(settings, sensors: int, users: int, hours: float, rounds: int) -> dict:
+def _run(settings, fresh_server, sensors: int, users: int, hours: float, rounds: int) -> dict:
     from generators import MEASUREMENTS, MongoWriter, backfill, build_fleet, documents
     from generators.catalog import SEND_DELAY_S
     from generators.writer import utc_now_ms
@@ -75,13 +87,6 @@ def _run(settings, sensors: int, users: int, hours: float, rounds: int) -> dict:
 
     fleet = build_fleet(users=users, sensors=sensors, seed=42, anchor=START)
     end = START + timedelta(hours=hours)
-    client = mongo_client(settings)
-    db = mongo_db(client, settings)
-
-    def reset() -> None:
-        for name in db.list_collection_names():
-            db.drop_collection(name)
-
     # generation alone, and the prebuilt documents the baseline inserts (what backfill writes)
     with timer() as gen_time:
         prebuilt = {c: documents(fleet, c, START, end - timedelta(seconds=SEND_DELAY_S[c])) for c in MEASUREMENTS}
@@ -89,8 +94,7 @@ def _run(settings, sensors: int, users: int, hours: float, rounds: int) -> dict:
     points = sum(_points(c, d) for c, v in prebuilt.items() for d in v)
     print(f"workload: {docs} documents, {points} data points; generated in {gen_time():.2f}s", flush=True)
 
-    def plain_insert() -> float:
-        reset()
+    def plain_insert(db) -> float:
         now = utc_now_ms()
         stamped = {c: [{**d, "_ingested_at": now} for d in v] for c, v in prebuilt.items()}
         with timer() as elapsed:
@@ -99,8 +103,7 @@ def _run(settings, sensors: int, users: int, hours: float, rounds: int) -> dict:
                     db[collection].insert_many(items[lo:lo + CHUNK], ordered=False)
         return elapsed()
 
-    def project_backfill() -> float:
-        reset()
+    def project_backfill(db) -> float:
         with timer() as elapsed:
             stats = backfill(MongoWriter(db, chunk_size=CHUNK), fleet, START, end, progress=False)
         stored = sum(db[c].count_documents({}) for c in MEASUREMENTS)
@@ -112,10 +115,10 @@ def _run(settings, sensors: int, users: int, hours: float, rounds: int) -> dict:
     for round_no in range(rounds):
         order = ("plain", "backfill") if round_no % 2 == 0 else ("backfill", "plain")
         for name in order:
-            times[name].append(plain_insert() if name == "plain" else project_backfill())
+            with fresh_server(), mongo_client(settings) as client:
+                db = mongo_db(client, settings)
+                times[name].append(plain_insert(db) if name == "plain" else project_backfill(db))
             print(f"round {round_no + 1}: {name} {times[name][-1]:.2f}s", flush=True)
-    client.close()
-
     def rates(seconds: float) -> dict:
         return {"seconds": round(seconds, 3), "docs_per_s": round(docs / seconds),
                 "points_per_s": round(points / seconds)}
