@@ -17,18 +17,13 @@ from the ventilated baseline and can be simulated on its own, deterministically)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import numpy as np
 
 from generators.common import (
-    EPOCH,
     MINUTES_PER_DAY,
     SECONDS_PER_DAY,
-    days_covering,
-    epoch_seconds,
     rng_for,
-    to_utc,
 )
 from generators.devices import Fleet, SensorProfile
 
@@ -175,25 +170,3 @@ def sensor_day_documents(fleet: Fleet, sensor: SensorProfile, local_day: int) ->
     devid = sensor.devid
     return [{"_id": f"aq:{devid}:{t}", "devid": devid, "ts": ts, "readings": r}
             for t, ts, r in zip(day.epoch_s.tolist(), stamps, day.readings.tolist(), strict=True)]
-
-
-def air_quality_documents(fleet: Fleet, start: datetime, end: datetime,
-                          sensors: list[SensorProfile] | None = None) -> list[dict]:
-    """Clean ``air_quality`` documents with reading time in ``[start, end)``, per sensor in time order."""
-    lo, hi = epoch_seconds(to_utc(start)), epoch_seconds(to_utc(end))
-    docs: list[dict] = []
-    for sensor in sensors if sensors is not None else fleet.sensors:
-        shift = offset_minutes(sensor) * 60
-        for local_day in days_covering_epoch(lo + shift, hi + shift):
-            day_docs = sensor_day_documents(fleet, sensor, local_day)
-            docs.extend(d for d in day_docs if lo <= doc_epoch(d) < hi)
-    return docs
-
-
-def doc_epoch(doc: dict) -> int:
-    """Epoch seconds from a generated ``_id`` (``<prefix>:<device>:<epoch>``)."""
-    return int(doc["_id"].rsplit(":", 1)[1])
-
-
-def days_covering_epoch(lo: int, hi: int) -> range:
-    return days_covering(EPOCH + timedelta(seconds=lo), EPOCH + timedelta(seconds=hi))

@@ -28,7 +28,6 @@ class Window:
 # how long after its key time (the epoch in the _id) a document is sent by the device
 SEND_DELAY_S = {"air_quality": 0, "heart_rates": wearables.HEART_RATE_BUCKET_S,
                 "steps": wearables.STEP_BUCKET_S, "sleeps": wearables.STEP_BUCKET_S}
-ID_PREFIX = {"air_quality": "aq", "heart_rates": "hr", "steps": "st", "sleeps": "sl"}
 
 
 def key_epoch(doc: dict) -> int:

@@ -13,19 +13,15 @@ the phone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 
 from generators.common import (
     MINUTES_PER_DAY,
     SECONDS_PER_DAY,
-    days_covering,
     ema,
-    epoch_seconds,
     ms_to_datetimes,
     rng_for,
-    to_utc,
 )
 from generators.devices import Fleet, UserProfile
 
@@ -198,15 +194,3 @@ def sleep_day_documents(fleet: Fleet, user: UserProfile, day: int) -> list[dict]
 
 DAY_DOCUMENTS = {"heart_rates": heart_rate_day_documents, "steps": steps_day_documents,
                  "sleeps": sleep_day_documents}
-
-
-def wearable_documents(fleet: Fleet, collection: str, start: datetime, end: datetime,
-                       users: list[UserProfile] | None = None) -> list[dict]:
-    """Clean documents of ``collection`` whose bucket starts in ``[start, end)``."""
-    make = DAY_DOCUMENTS[collection]
-    lo, hi = epoch_seconds(to_utc(start)), epoch_seconds(to_utc(end))
-    docs: list[dict] = []
-    for user in users if users is not None else fleet.users:
-        for day in days_covering(to_utc(start), to_utc(end)):
-            docs.extend(d for d in make(fleet, user, day) if lo <= int(d["_id"].rsplit(":", 1)[1]) < hi)
-    return docs
