@@ -85,6 +85,12 @@ class ColumnBuffer:
             values.append(row.get(name))
         self.rows += 1
 
+    def append_values(self, values: list) -> None:
+        """A row given as values in schema order (the fast path: no dict)."""
+        for column, value in zip(self.columns, values, strict=True):
+            column.append(value)
+        self.rows += 1
+
     def take(self) -> pa.Table | None:
         if not self.rows:
             return None
