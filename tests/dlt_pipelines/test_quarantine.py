@@ -58,3 +58,27 @@ def test_every_bad_kind_is_quarantined_with_its_reason_and_good_documents_load(f
     # quarantine is idempotent too: a re-run adds nothing
     load_raw()
     assert raw("select count(*) from raw.quarantine") == [(len(bad) + 1,)]
+
+
+def test_air_quality_fast_path_accepts_only_what_the_full_contract_accepts():
+    from dlt_pipelines.contract import BadDocument, Context, flatten
+    from dlt_pipelines.reader import typical_air_quality
+
+    ctx = Context(now=datetime.now(UTC), known_devices=frozenset({"aq-1", "w-1"}))
+    good = f.air_quality("aq-1", f.BASE, i=3)
+    fast = typical_air_quality(good, ctx)
+    full = flatten("air_quality", good, ctx).row
+    assert fast == [good["_id"], "aq-1", good["ts"], *(full[m] for m in
+                                                       ("iaq", "temperature", "humidity", "pressure", "voc", "co2",
+                                                        "iaq_accuracy")), good["_ingested_at"]]
+    for collection, doc in f.bad_documents("aq-1", "w-1", f.BASE):
+        if collection == "air_quality":
+            assert typical_air_quality(doc, ctx) is None, doc["_test_bad_kind"]
+            try:
+                flatten(collection, doc, ctx)
+                raise AssertionError(f"{doc['_test_bad_kind']} passed the contract")
+            except BadDocument:
+                pass
+    # the marker alone never makes a document bad
+    marked = {**good, "_test_bad_kind": "missing_field"}
+    assert flatten("air_quality", marked, ctx).row == full
