@@ -137,9 +137,9 @@ class Lake:
         return sorted(posixpath.join(relpath, posixpath.basename(i.path)) for i in infos
                       if i.type == pafs.FileType.File)
 
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
+    def duckdb(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
         """An in-process DuckDB connection that can read this lake's paths."""
-        con = duckdb.connect()
+        con = duckdb.connect(config={"threads": threads} if threads else {})
         # Naive timestamps mean UTC (as pandas' Timestamp.timestamp() reads them in the seed); fix the
         # session zone so a TIMESTAMP/TIMESTAMPTZ mix never depends on the machine's local zone.
         con.execute("set TimeZone = 'UTC'")

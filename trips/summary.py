@@ -20,7 +20,6 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import duckdb
 import pyarrow as pa
 
 from trips.config import TripConfig, env_gap_minutes
@@ -35,16 +34,7 @@ SCHEMA = pa.schema([
     ("TripID", pa.string()), ("Cluster", pa.string()),
 ])
 
-# Sums and averages add the values as DECIMAL(38, 18): integer arithmetic, so the result does not
-# depend on how DuckDB's threads split the rows and re-running a day writes the same bytes (double
-# sums, even compensated ones, differ in the last bits from run to run). Values beyond +-1e20 do not
-# fit; such a message falls back to compensated double sums (correct, not bit-reproducible).
-_EXACT = "cast({0} as decimal(38, 18))"
-_SQL_AGG = {
-    True: {"avg": f"cast(sum({_EXACT}) as double) / count({{0}})", "sum": f"cast(sum({_EXACT}) as double)",
-           "max": "max({0})", "min": "min({0})"},
-    False: {"avg": "fsum({0}) / count({0})", "sum": "fsum({0})", "max": "max({0})", "min": "min({0})"},
-}
+_SQL_AGG = {"avg": "avg({0})", "sum": "sum({0})", "max": "max({0})", "min": "min({0})"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +44,8 @@ class Options:
     # over midnight is cut in two. On: trips are assigned to the day they start in and continue
     # into the next day's files; a trip continuing from the previous day is left to that day.
     cross_midnight: bool = False
+    # DuckDB threads per day run; 1 keeps results bit-for-bit reproducible (see _DayRun).
+    threads: int = 1
 
     @classmethod
     def from_env(cls, **overrides) -> Options:
@@ -79,7 +71,11 @@ class _DayRun:
         self.lake, self.config, self.day, self.options = lake, config, day, options
         self.devices = devices
         self.dev_index = {d: i for i, d in enumerate(devices)}
-        self.con = lake.duckdb()
+        # One DuckDB thread: floating-point sums then add the rows in one fixed order, so re-running
+        # a day writes the same bytes (with several threads the partial sums meet in a different
+        # order each run and the last bits change). Exact DECIMAL sums would also be reproducible
+        # but doubled the CPU time; parallelism comes from shards (the DAG) and processes instead.
+        self.con = lake.duckdb(threads=options.threads)
         self.con.execute("create temp table windows (dev integer, start_us bigint, end_us bigint)")
         self.con.execute("create temp table presence (dev integer, message varchar, col varchar)")
         self.con.register("device_meta", pa.table({
@@ -108,17 +104,37 @@ class _DayRun:
         return pa.table({"file": files, "dev": pa.array(owners, pa.int32()), "day_offset": pa.array(days, pa.int32())})
 
     def _columns_present(self, file_map: pa.Table, wanted: set[str]) -> dict[int, set[str]]:
-        """Which of the wanted columns each device's files hold (from the Parquet footers only)."""
+        """Which of the wanted columns each device's files hold (from the Parquet footers only).
+
+        Also notes whether every file has the same wanted columns with the same types: then the scan
+        can skip ``union_by_name`` (which reconciles differing schemas at a cost)."""
         self.con.register("file_map", file_map)
         rows = self.con.execute(
-            "select distinct f.dev, s.name from parquet_schema($files) s"
+            "select f.dev, s.file_name, s.name, s.type, s.logical_type from parquet_schema($files) s"
             " join file_map f on s.file_name = f.file where s.name in (select unnest($wanted))",
             {"files": file_map["file"].to_pylist(), "wanted": sorted(wanted)},
         ).fetchall()
         present: dict[int, set[str]] = {}
-        for dev, col in rows:
+        schemas: dict[str, set] = {f: set() for f in file_map["file"].to_pylist()}
+        for dev, file, col, type_, logical in rows:
             present.setdefault(dev, set()).add(col)
+            schemas[file].add((col, type_, logical))
+        self.uniform_schema = len({frozenset(v) for v in schemas.values()}) <= 1
         return present
+
+    def _scan(self, file_map: pa.Table) -> str:
+        """FROM clause reading the files of file_map with their device number ``dev``.
+
+        The device comes from the file name through a list lookup: DuckDB's ``filename`` column is
+        constant per file, so the lookup runs once per file chunk, not once per row (a join on the
+        file name cost more than the scan itself)."""
+        self.con.register("file_map", file_map)
+        union = ", union_by_name = true" if not self.uniform_schema else ""
+        return (f"(select f.dev, f.day_offset, s.* exclude (filename)"
+                f" from read_parquet($files, filename = true{union}) s join file_map f on s.filename = f.file) r")
+
+    def _scan_params(self, file_map: pa.Table) -> dict:
+        return {"files": file_map["file"].to_pylist()}
 
     def _usable(self, file_map: pa.Table, present: dict[int, set[str]], message: str) -> pa.Table:
         """Drop (with a warning) the files of devices whose files of this message have no 't' column."""
@@ -145,12 +161,10 @@ class _DayRun:
                 continue
             self.con.register("file_map", file_map)
             # The identifier's timestamps are small (one column); keep them to count the nulls too.
-            self.con.execute("""
+            self.con.execute(f"""
                 create or replace temp table trip_readings as
-                select f.dev, f.day_offset, epoch_us(r.t) as t_us
-                from read_parquet($files, filename = true, union_by_name = true) r
-                join file_map f on r.filename = f.file
-            """, {"files": file_map["file"].to_pylist()})
+                select r.dev, r.day_offset, epoch_us(r.t) as t_us from {self._scan(file_map)}
+            """, self._scan_params(file_map))
             nulls = self.con.execute("select count(*) from trip_readings where t_us is null").fetchone()[0]
             if nulls:
                 log.warning("%s: %d rows of %s have no timestamp 't' and belong to no trip", self.day, nulls, message)
@@ -182,34 +196,24 @@ class _DayRun:
         # pandas (the seed) treats NaN as missing: not counted, skipped by avg/max/min/sum
         cast_cols = "".join(f", nullif(cast(r.{_ident(s)} as double), 'nan'::double) as {_ident(s)}"
                             for s in columns)
-        self.con.register("file_map", file_map)
-        for exact in (True, False):
-            exprs = [f"count(v.{_ident(s)}) as {_ident('n:' + s)}" for s in columns]
-            exprs += [f"{_SQL_AGG[exact][a].format('v.' + _ident(s))} as {_ident(a + ':' + s)}" for s, a in pairs]
-            try:
-                self.con.execute(f"""
-                    create or replace temp table {table} as
-                    with readings as (
-                        select f.dev, epoch_us(r.t) as t_us{cast_cols}
-                        from read_parquet($files, filename = true, union_by_name = true) r
-                        join file_map f on r.filename = f.file
-                        where r.t is not null
-                    ), in_trip as (
-                        select w.start_us, v.*
-                        from readings v join window_minutes w
-                          on v.dev = w.dev and v.t_us // 60000000 = w.minute
-                        where v.t_us between w.start_us and w.end_us
-                    )
-                    select dev, start_us, max(t_us) - min(t_us) as duration_us
-                           {''.join(', ' + e for e in exprs)}
-                    from in_trip v group by dev, start_us
-                """, {"files": file_map["file"].to_pylist()})
-                return
-            except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
-                if not exact:
-                    raise
-                log.warning("%s: %s has values beyond the exact-sum range (%s); using double sums",
-                            self.day, message, exc)
+        exprs = [f"count(v.{_ident(s)}) as {_ident('n:' + s)}" for s in columns]
+        exprs += [f"{_SQL_AGG[a].format('v.' + _ident(s))} as {_ident(a + ':' + s)}" for s, a in pairs]
+        self.con.execute(f"""
+            create or replace temp table {table} as
+            with readings as (
+                select r.dev, epoch_us(r.t) as t_us{cast_cols}
+                from {self._scan(file_map)}
+                where r.t is not null
+            ), in_trip as (
+                select w.start_us, v.*
+                from readings v join window_minutes w
+                  on v.dev = w.dev and v.t_us // 60000000 = w.minute
+                where v.t_us between w.start_us and w.end_us
+            )
+            select dev, start_us, max(t_us) - min(t_us) as duration_us
+                   {''.join(', ' + e for e in exprs)}
+            from in_trip v group by dev, start_us
+        """, self._scan_params(file_map))
 
     def aggregate(self) -> pa.Table:
         """Aggregate every configured message over the windows; rows in the seed's order."""
