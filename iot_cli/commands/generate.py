@@ -29,6 +29,20 @@ import click
 @click.option("--no-resume", is_flag=True, help="Backfill: rewrite everything instead of continuing.")
 def command(backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size, no_resume):
     """Simulate wearables and air-quality sensors into MongoDB (see docs/generators.md)."""
+    # streaming catches SIGTERM from the first moment (a stop during start-up still ends cleanly);
+    # a backfill keeps the default handlers: interrupting it is safe, the next run resumes
+    stop = threading.Event()
+    signals = (signal.SIGTERM, signal.SIGINT) if streaming else ()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        _run(stop, backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size,
+             no_resume)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(stop, backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size, no_resume):
     from generators import MongoWriter, build_fleet, stream
     from generators import backfill_days as run_backfill
     from iot_core.connections import mongo_client, mongo_db
@@ -55,15 +69,9 @@ def command(backfill_days, streaming, speedup, duration, users, sensors, seed, b
             click.echo(f"backfill done: {stats.inserted} inserted, {stats.already_present} already present, "
                        f"{stats.rejected} rejected ({dict(sorted(stats.by_collection.items()))})")
             return
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         fleet = build_fleet(users, sensors, seed, anchor=today)
-        try:
-            state = stream(writer, fleet, sim_start=now, speedup=speedup, bad_rate=bad_rate, duration_s=duration,
-                           stop=stop, drain_timeout_s=15)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        state = stream(writer, fleet, sim_start=now, speedup=speedup, bad_rate=bad_rate, duration_s=duration,
+                       stop=stop, drain_timeout_s=15)
         click.echo(f"stream stopped at simulated {state.sim_now:%Y-%m-%d %H:%M:%S}Z: {state.stats.inserted} "
                    f"inserted, {state.stats.rejected} rejected, {state.buffered} undelivered")
     finally:
