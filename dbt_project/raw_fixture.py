@@ -50,9 +50,24 @@ create table if not exists raw.quarantine (
     quarantined_at timestamptz default now(), _dlt_load_id text, primary key (collection, source_id));
 """
 
+# ml.predictions (docs/contracts.md §4) is written by the forecast DAG; agg.forecast_accuracy reads
+# it as a source, so a warehouse without forecasts yet still needs the (empty) table to build.
+ML_PREDICTIONS_DDL = """
+create table if not exists ml.predictions (
+    time timestamptz not null, device_id text not null, measure_name text not null, value double precision,
+    model_name text, model_version text, issued_at timestamptz,
+    unique (device_id, time, measure_name))
+"""
+
 RAW_TABLES = ("air_quality", "heart_rates", "heart_rates__metrics", "steps", "steps__metrics", "sleeps",
               "sleeps__metrics", "users", "devices", "quarantine")
 READING_ORDER = ("iaq", "temperature", "humidity", "pressure", "voc", "co2", "iaq_accuracy")
+
+
+def create_ml_predictions(conn) -> None:
+    """The empty forecast table (run as the transformer role)."""
+    conn.execute(ML_PREDICTIONS_DDL)
+    conn.commit()
 
 
 def create_raw_tables(conn, drop: bool = False) -> None:

@@ -3,13 +3,19 @@ tables of docs/contracts.md §2 filled by SQL (independent of the extract), and 
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbt_project.raw_fixture import RawWriter, create_raw_tables
+from dbt_project.raw_fixture import RawWriter, create_ml_predictions, create_raw_tables
 from iot_cli.localstack.postgres import INIT_SQL_DIR, init_sql_variables
 from iot_core.connections import pg_connect
+
+# cosmos would try to send usage metrics (no network here; each try waits for a DNS failure)
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
 
 TEST_DB = "iot_warehouse_dbt_test"
 DAY = datetime(2026, 11, 20, tzinfo=UTC)          # the scenario's main day (UTC)
@@ -47,6 +53,8 @@ def fresh_warehouse(settings) -> None:
         conn.execute("drop table if exists ops.data_quality_results, ops.dq_quarantine, ops.erasures cascade")
     with pg_connect("loader", settings=settings) as conn:
         create_raw_tables(conn, drop=True)
+    with pg_connect("transformer", settings=settings) as conn:
+        create_ml_predictions(conn)
 
 
 def load_scenario(settings) -> None:

@@ -151,3 +151,21 @@ def test_withdrawn_consent_removes_the_user_from_curated(built):
     build(select=["+curated_research_minutely"], settings=built)
     users = {u for (u,) in q(built, "select distinct user_id from curated.curated_research_minutely")}
     assert users == {"u_consent"}
+
+
+def test_device_timestamps_are_parsed_or_rejected_never_guessed(built):
+    cases = {
+        "2026-11-20T12:00:00+02:00": "2026-11-20 10:00:00+00",
+        "2026-11-20T10:00:00.250Z": "2026-11-20 10:00:00.25+00",
+        "2026-11-20 10:00+0530": "2026-11-20 04:30:00+00",
+        "1763632800": "2025-11-20 10:00:00+00",
+        "2026-11-20T10:00:00": None,            # no zone: ambiguous
+        "2026-02-30T10:00:00Z": None,           # impossible date
+        "2026-11-20T24:00:00Z": None,
+        "2026-11-20T10:00:00+16:00": None,
+        "yesterday at noon": None,
+        "": None,
+    }
+    with pg_connect("transformer", settings=built) as conn:
+        got = {ts: conn.execute("select stage.parse_device_ts(%s)::text", (ts,)).fetchone()[0] for ts in cases}
+    assert got == cases

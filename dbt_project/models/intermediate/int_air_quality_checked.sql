@@ -11,7 +11,7 @@ long as (
         s._id as source_id,
         s.devid as device_id,
         s.ts as sent_ts,
-        stage.parse_device_ts(s.ts) as time,
+        {{ parse_device_ts('s.ts') }} as time,
         m.measure_name,
         m.value,
         s._ingested_at

@@ -1,0 +1,62 @@
+"""
+### iot_master_dag
+
+The whole chain for one interval: extract MongoDB -> raw (dlt), validate the raw increment
+(Great Expectations; quarantines, never halts), dbt `stage`, `curated`, then the daily, weekly and
+monthly `agg` models: each dbt model a task, each layer's tests a task after it (astronomer-cosmos).
+
+* **Schedule**: hourly; also the DAG to trigger by hand or in `dag.test()` for an end-to-end run.
+* **Idempotent**: the extract merges on source keys, dbt models merge on natural keys and
+  recompute whole periods; running it twice for the same interval changes nothing.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from dbt_project.cosmos_render import dbt_task_group
+from orchestration.assets import AGG_ASSET, IAQ_MINUTELY_ASSET, STAGE_ASSET
+from orchestration.defaults import DEFAULT_ARGS
+
+
+@dag(
+    dag_id="iot_master_dag",
+    schedule="@hourly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["master", "extract", "transform", "dbt"],
+    doc_md=__doc__,
+)
+def iot_master_dag():
+    @task
+    def extract() -> dict:
+        from dlt_pipelines import load_raw
+
+        return load_raw(collections=None, progress=False)
+
+    @task
+    def validate(extracted: dict) -> dict:
+        from quality import validate_raw_increment
+
+        return validate_raw_increment(load_ids=extracted.get("load_ids") or None)
+
+    @task(outlets=[STAGE_ASSET, IAQ_MINUTELY_ASSET, AGG_ASSET])
+    def done() -> None:
+        """Marks stage and agg as updated."""
+
+    # one test task per layer (after all its models) keeps the chain short; the per-layer DAGs
+    # run each model's tests right after it
+    stage = dbt_task_group("stage", ["tag:stage"], test_behavior="after_all")
+    curated = dbt_task_group("curated", ["tag:curated"], test_behavior="after_all")
+    agg_daily = dbt_task_group("agg_daily", ["tag:daily"], test_behavior="after_all")
+    agg_weekly = dbt_task_group("agg_weekly", ["tag:weekly"], test_behavior="after_all")
+    agg_monthly = dbt_task_group("agg_monthly", ["tag:monthly"], test_behavior="after_all")
+    validate(extract()) >> stage >> [curated, agg_daily]
+    agg_daily >> agg_weekly >> agg_monthly
+    [curated, agg_monthly] >> done()
+
+
+iot_master_dag_dag = iot_master_dag()
