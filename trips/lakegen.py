@@ -153,3 +153,31 @@ def generate_lake(lake: Lake, spec: LakeSpec, progress: bool = False) -> list[st
                 files += write_hourly(lake, device, message, day, t_ms, signals, spec.tz_aware)
     log.info("generated %d devices x %d days, %d files under %s", len(devices), spec.days, files, lake.root)
     return devices
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trips.lakegen --root DIR [--devices N] [--days D] [--start YYYY-MM-DD]``: a demo lake
+    plus its aggregations.json (written next to the lake as ``<root>.aggregations.json``)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m trips.lakegen", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, help="lake root: a directory or s3://bucket/prefix")
+    parser.add_argument("--devices", type=int, default=10)
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--start", type=date.fromisoformat, default=LakeSpec.start)
+    parser.add_argument("--seed", type=int, default=LakeSpec.seed)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    spec = LakeSpec(devices=args.devices, days=args.days, start=args.start, seed=args.seed)
+    devices = generate_lake(Lake(args.root), spec, progress=True)
+    config_path = f"{args.root.rstrip('/').replace('s3://', '').replace('/', '_')}.aggregations.json" \
+        if args.root.startswith("s3://") else f"{args.root.rstrip('/')}.aggregations.json"
+    with open(config_path, "w") as fh:
+        json.dump(seed_config(devices), fh, indent=1)
+    print(f"lake: {args.root} ({len(devices)} devices x {args.days} days); configuration: {config_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
