@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def migrate(settings: Settings, log_file: Path, timeout: float = 600) -> None:
     write_admin_password(settings, home(settings))
 
 
-def health(settings: Settings, timeout: float = 3) -> dict | None:
+def health(settings: Settings, timeout: float = 10) -> dict | None:
     """The answer of ``GET /api/v2/monitor/health`` (no login needed), or None when unreachable."""
     try:
         with urllib.request.urlopen(f"{base_url(settings)}/api/v2/monitor/health", timeout=timeout) as r:
@@ -91,7 +92,7 @@ def component_healthy(component: str, health_answer: dict | None) -> bool:
     return entry.get("status") == "healthy"
 
 
-def access_token(settings: Settings, timeout: float = 10) -> str:
+def access_token(settings: Settings, timeout: float = 60) -> str:
     """A JWT for the REST API from the SimpleAuthManager login (``POST /auth/token``)."""
     body = json.dumps({"username": settings.airflow_admin_user,
                        "password": settings.airflow_admin_password.get_secret_value()}).encode()
@@ -101,16 +102,44 @@ def access_token(settings: Settings, timeout: float = 10) -> str:
         return json.load(r)["access_token"]
 
 
-def api_get(settings: Settings, path: str, token: str | None = None, timeout: float = 10) -> dict:
-    """``GET /api/v2/<path>`` with a bearer token (fetched when not given)."""
+def api_request(settings: Settings, method: str, path: str, body: dict | None = None, token: str | None = None,
+                timeout: float = 60) -> dict:
+    """``<method> /api/v2/<path>`` with a bearer token (fetched when not given); the JSON answer."""
     token = token or access_token(settings)
-    req = urllib.request.Request(f"{base_url(settings)}/api/v2/{path.lstrip('/')}",
-                                 headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        f"{base_url(settings)}/api/v2/{path.lstrip('/')}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.load(r)
     except urllib.error.HTTPError as e:
-        raise ServiceError(f"Airflow API GET {path}: HTTP {e.code} {e.read()[:500]!r}") from e
+        raise ServiceError(f"Airflow API {method} {path}: HTTP {e.code} {e.read()[:500]!r}") from e
+
+
+def api_get(settings: Settings, path: str, token: str | None = None, timeout: float = 60) -> dict:
+    return api_request(settings, "GET", path, token=token, timeout=timeout)
+
+
+def trigger_and_wait(settings: Settings, dag_id: str, timeout: float = 300, unpause: bool = True) -> dict:
+    """Trigger a run of ``dag_id`` now (switching the DAG on first) and wait until it finishes."""
+    import time
+
+    token = access_token(settings)
+    if unpause:
+        api_request(settings, "PATCH", f"dags/{dag_id}", {"is_paused": False}, token=token)
+    run = api_request(settings, "POST", f"dags/{dag_id}/dagRuns", {"logical_date": None}, token=token)
+    deadline = time.monotonic() + timeout
+    path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
+    while time.monotonic() < deadline:
+        try:
+            run = api_get(settings, path, token=token, timeout=30)
+        except TimeoutError:  # one api-server worker on a busy machine: ask again
+            continue
+        if run["state"] in ("success", "failed"):
+            return run
+        time.sleep(2)
+    raise ServiceError(f"run {run['dag_run_id']} of {dag_id} still {run['state']} after {timeout:.0f}s")
 
 
 def dag_ids(settings: Settings) -> list[str]:

@@ -38,7 +38,7 @@ def env() -> dict[str, str]:
     return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
-def healthy(settings: Settings, timeout: float = 3) -> bool:
+def healthy(settings: Settings, timeout: float = 10) -> bool:
     try:
         with urllib.request.urlopen(f"{base_url(settings)}/health", timeout=timeout) as r:
             return r.status == 200

@@ -75,7 +75,13 @@ class ManagedProcess:
         except ProcessLookupError:
             return None
         except PermissionError:
-            return pid
+            pass
+        try:
+            written = self.pid_file.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if _started_after(pid, written):
+            return None  # the pid was reused by another process after ours ended: not ours to stop
         return pid
 
     def running(self) -> bool:
@@ -111,6 +117,19 @@ class ManagedProcess:
                 os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _started_after(pid: int, when: float, slack: float = 2.0) -> bool:
+    """True when process ``pid`` started after ``when`` (epoch seconds); False when unknown (no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return False
+    # field 22 (start time in clock ticks since boot); the command name before it may contain spaces
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return boot + start_ticks / os.sysconf("SC_CLK_TCK") > when + slack
 
 
 def _reap(pid: int) -> None:

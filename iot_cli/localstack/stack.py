@@ -121,7 +121,7 @@ class Stack:
 
         for path in ("/health", "/docs"):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.api_port}{path}", timeout=3) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.api_port}{path}", timeout=10) as r:
                     if r.status == 200:
                         return True
             except OSError:

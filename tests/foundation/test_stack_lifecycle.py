@@ -114,6 +114,9 @@ def test_dag_dropped_into_dags_folder_is_listed_by_the_airflow_api(stack):
     assert PROBE_DAG_ID in listed
     dag = airflow.api_get(stack.settings, f"dags/{PROBE_DAG_ID}")
     assert dag["is_paused"] is True  # new DAGs start paused (AIRFLOW_DAGS_PAUSED_AT_CREATION)
+    # switched on and triggered, it really runs: scheduler -> LocalExecutor -> execution API
+    run = airflow.trigger_and_wait(stack.settings, PROBE_DAG_ID, timeout=180)
+    assert run["state"] == "success", run
 
 
 def test_second_up_says_what_is_already_running_and_starts_nothing(stack):
