@@ -11,7 +11,8 @@ naive timestamps are read as UTC), ``TripID`` = ``<device>_<TripStart>``.
 
 Why it is fast: the seed re-reads every file of a message once per trip and aggregation; here each
 message of the day is scanned once for all devices of the shard (only ``t`` and the configured
-signal columns), windows come from window functions, and rows find their trip by an ASOF join.
+signal columns), windows come from window functions, and rows find their trip by an equi-join
+on (device, minute) plus a range check.
 """
 
 from __future__ import annotations
@@ -125,9 +126,8 @@ class _DayRun:
     def _scan(self, file_map: pa.Table) -> str:
         """FROM clause reading the files of file_map with their device number ``dev``.
 
-        The device comes from the file name through a list lookup: DuckDB's ``filename`` column is
-        constant per file, so the lookup runs once per file chunk, not once per row (a join on the
-        file name cost more than the scan itself)."""
+        The device comes from a join of DuckDB's ``filename`` column with the file list (measured:
+        about 0.04 CPU s per 5 M rows, no cheaper than a list lookup on the file name)."""
         self.con.register("file_map", file_map)
         union = ", union_by_name = true" if not self.uniform_schema else ""
         return (f"(select f.dev, f.day_offset, s.* exclude (filename)"
