@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,6 +207,8 @@ def load_raw(collections: list[str] | None = None, progress: bool = False, *, se
         if info is not None:
             load_ids += list(info.loads_ids)
 
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
     client = mongo_client()
     try:
         db = mongo_db(client)
@@ -213,11 +216,17 @@ def load_raw(collections: list[str] | None = None, progress: bool = False, *, se
         devices = known_device_ids(db)
     finally:
         client.close()
+    seconds["prepare"] = time.perf_counter() - started
     counts: dict[str, ReadCounts] = {}
     info = pipeline.run(raw_source(collections, window_end, devices, counts, now=now),
                         loader_file_format="csv")
     load_ids += list(info.loads_ids)
+    for step in pipeline.last_trace.steps if pipeline.last_trace else ():
+        if step.step in ("extract", "normalize", "load") and step.finished_at and step.started_at:
+            seconds[step.step] = (step.finished_at - step.started_at).total_seconds()
+    started = time.perf_counter()
     ensure_indexes()
+    seconds["indexes"] = time.perf_counter() - started
 
     loaded: dict[str, int] = {}
     for collection, c in counts.items():
@@ -236,4 +245,5 @@ def load_raw(collections: list[str] | None = None, progress: bool = False, *, se
         "documents": sum(c.documents for c in counts.values()),
         "window_end": window_end.isoformat(),
         "load_ids": load_ids,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }

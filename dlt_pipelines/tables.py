@@ -14,25 +14,28 @@ F64 = pa.float64()
 QUARANTINE = "quarantine"
 CHILD_SUFFIX = "__metrics"
 
+# Key columns are non-nullable in Arrow as in the dlt hints, so dlt does not rebuild every table.
+_ID = pa.field("_id", STR, nullable=False)
+
 PARENT_SCHEMAS: dict[str, pa.Schema] = {
-    "air_quality": pa.schema([("_id", STR), ("devid", STR), ("ts", STR), ("iaq", F64), ("temperature", F64),
+    "air_quality": pa.schema([_ID, ("devid", STR), ("ts", STR), ("iaq", F64), ("temperature", F64),
                               ("humidity", F64), ("pressure", F64), ("voc", F64), ("co2", F64),
                               ("iaq_accuracy", F64), ("_ingested_at", TS)]),
-    **{bucket: pa.schema([("_id", STR), ("device_id", STR), ("created_at", TS), ("ended_at", TS),
+    **{bucket: pa.schema([_ID, ("device_id", STR), ("created_at", TS), ("ended_at", TS),
                           ("sample_count", pa.int32()), ("_ingested_at", TS)])
        for bucket in ("heart_rates", "steps", "sleeps")},
-    "users": pa.schema([("_id", STR), ("user_id", STR), ("age", pa.int32()), ("height", pa.int32()),
+    "users": pa.schema([_ID, ("user_id", STR), ("age", pa.int32()), ("height", pa.int32()),
                         ("gender", STR), ("email", STR), ("dob", TS), ("created_at", TS), ("devices", STR),
                         ("share_with_research_asof", TS), ("share_with_public_asof", TS),
                         ("share_with_friends_asof", TS), ("_ingested_at", TS)]),
-    "devices": pa.schema([("_id", STR), ("device_id", STR), ("kind", STR), ("owner_user_id", STR), ("lat", F64),
+    "devices": pa.schema([_ID, ("device_id", STR), ("kind", STR), ("owner_user_id", STR), ("lat", F64),
                           ("long", F64), ("location_description", STR), ("building", STR), ("floor", STR),
                           ("room", STR), ("manufacturer_name", STR), ("manufacturer_website", STR),
                           ("model", STR), ("mac", STR), ("installed_at", TS), ("active", pa.bool_()),
                           ("history", STR), ("_ingested_at", TS)]),
 }
 
-_CHILD_KEY = [("_parent_id", STR), ("idx", pa.int32())]
+_CHILD_KEY = [pa.field("_parent_id", STR, nullable=False), pa.field("idx", pa.int32(), nullable=False)]
 CHILD_SCHEMAS: dict[str, pa.Schema] = {
     "heart_rates": pa.schema([*_CHILD_KEY, ("ts", TS), ("bpm", F64), ("confidence", F64), ("_ingested_at", TS)]),
     "steps": pa.schema([*_CHILD_KEY, ("ts", TS), ("steps", F64), ("_ingested_at", TS)]),
@@ -40,7 +43,7 @@ CHILD_SCHEMAS: dict[str, pa.Schema] = {
                          ("_ingested_at", TS)]),
 }
 
-QUARANTINE_SCHEMA = pa.schema([("collection", STR), ("source_id", STR), ("reason", STR), ("document", STR),
+QUARANTINE_SCHEMA = pa.schema([pa.field("collection", STR, nullable=False), pa.field("source_id", STR, nullable=False), ("reason", STR), ("document", STR),
                                ("_ingested_at", TS), ("quarantined_at", TS)])
 
 # Columns holding JSON text in Arrow that must be jsonb in PostgreSQL.
