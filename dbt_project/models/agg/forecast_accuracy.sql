@@ -10,6 +10,19 @@
     indexes=[{'columns': ['day', 'model_name', 'model_version', 'device_id', 'horizon_minutes'], 'unique': True}],
 ) }}
 
+{#- The forecast DAG creates ml.predictions on its first cycle; until then (e.g. the first
+    `iot transform` of a fresh install) this model builds empty instead of failing. -#}
+{%- set predictions = source('ml', 'predictions') -%}
+{%- set predictions_exist = (load_relation(predictions) is not none) if execute else true -%}
+
+{% if not predictions_exist %}
+select
+    null::date as day, null::text as model_name, null::text as model_version, null::text as device_id,
+    null::int as horizon_minutes, null::bigint as predictions, null::double precision as mae,
+    null::double precision as rmse, null::double precision as bias, null::double precision as persistence_mae,
+    null::double precision as mae_ratio, now() as computed_at
+where false
+{% else %}
 with scored as (
     select
         (p.time at time zone '{{ var("day_timezone") }}')::date as day,
@@ -19,7 +32,7 @@ with scored as (
         split_part(p.measure_name, '~', 2)::int as horizon_minutes,
         p.value - actual.iaq as error,
         issued.iaq - actual.iaq as persistence_error
-    from {{ source('ml', 'predictions') }} as p
+    from {{ predictions }} as p
     join {{ ref('iaq_minutely') }} as actual
         on actual.device_id = p.device_id and actual.time = p.time
     left join {{ ref('iaq_minutely') }} as issued
@@ -49,3 +62,4 @@ select
     now() as computed_at
 from scored
 group by day, model_name, model_version, device_id, horizon_minutes
+{% endif %}
