@@ -3,7 +3,7 @@
 
 The whole chain for one interval: extract MongoDB -> raw (dlt), validate the raw increment
 (Great Expectations; quarantines, never halts), dbt `stage`, `curated`, then the daily, weekly and
-monthly `agg` models: each dbt model a task, each layer's tests a task after it (astronomer-cosmos).
+monthly `agg` models: each dbt model a task that builds it and runs its tests (astronomer-cosmos).
 
 * **Schedule**: hourly; also the DAG to trigger by hand or in `dag.test()` for an end-to-end run.
 * **Idempotent**: the extract merges on source keys, dbt models merge on natural keys and
@@ -47,13 +47,13 @@ def iot_master_dag():
     def done() -> None:
         """Marks stage and agg as updated."""
 
-    # one test task per layer (after all its models) keeps the chain short; the per-layer DAGs
-    # run each model's tests right after it
-    stage = dbt_task_group("stage", ["tag:stage"], test_behavior="after_all")
-    curated = dbt_task_group("curated", ["tag:curated"], test_behavior="after_all")
-    agg_daily = dbt_task_group("agg_daily", ["tag:daily"], test_behavior="after_all")
-    agg_weekly = dbt_task_group("agg_weekly", ["tag:weekly"], test_behavior="after_all")
-    agg_monthly = dbt_task_group("agg_monthly", ["tag:monthly"], test_behavior="after_all")
+    # each model task runs `dbt build` on its model (the model, then its tests; a failing test
+    # fails the task): half the tasks of separate test tasks, which the per-layer DAGs have
+    stage = dbt_task_group("stage", ["tag:stage"], test_behavior="build")
+    curated = dbt_task_group("curated", ["tag:curated"], test_behavior="build")
+    agg_daily = dbt_task_group("agg_daily", ["tag:daily"], test_behavior="build")
+    agg_weekly = dbt_task_group("agg_weekly", ["tag:weekly"], test_behavior="build")
+    agg_monthly = dbt_task_group("agg_monthly", ["tag:monthly"], test_behavior="build")
     validate(extract()) >> stage >> [curated, agg_daily]
     agg_daily >> agg_weekly >> agg_monthly
     [curated, agg_monthly] >> done()

@@ -48,6 +48,11 @@ create table if not exists raw.devices (
 create table if not exists raw.quarantine (
     collection text, source_id text, reason text, document jsonb, _ingested_at timestamptz,
     quarantined_at timestamptz default now(), _dlt_load_id text, primary key (collection, source_id));
+-- the stage models' incremental cursor: without these, every incremental run scans all of raw
+create index if not exists heart_rates_ingested_idx on raw.heart_rates (_ingested_at);
+create index if not exists steps_ingested_idx on raw.steps (_ingested_at);
+create index if not exists sleeps_ingested_idx on raw.sleeps (_ingested_at);
+create index if not exists quarantine_ingested_idx on raw.quarantine (_ingested_at);
 """
 
 # ml.predictions (docs/contracts.md §4) is written by the forecast DAG; agg.forecast_accuracy reads

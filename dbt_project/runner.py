@@ -104,9 +104,11 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, timescaledb: 
                      exception=repr(res.exception) if res.exception else None)
 
 
-def build(select: Sequence[str] = (), full_refresh: bool = False, settings: Settings | None = None) -> DbtResult:
-    """``dbt build`` (models, then their tests) for the selection (all when empty)."""
-    args = ["build"]
+def build(select: Sequence[str] = (), full_refresh: bool = False, settings: Settings | None = None,
+          command: str = "build") -> DbtResult:
+    """``dbt build`` (models, then their tests) for the selection (all when empty);
+    ``command="run"`` builds the models without testing them."""
+    args = [command]
     if select:
         args += ["--select", *select]
     if full_refresh:

@@ -1,6 +1,7 @@
 """Benchmark of the dbt transform (stage / agg / curated) on a throw-away PostgreSQL.
 
-1. Incremental stage run after one minute of new data, with 1 day and with 30 days of history
+1. Incremental stage run (`dbt run`, models only: tests scan whole tables by design) after one
+   minute of new data, with 1 day and with 30 days of history
    already transformed (goal: time ratio 30 d / 1 d at most 1.5: an incremental run must cost
    what is new, not what is old). Baseline side by side: a full rebuild of stage on the same
    30 days.
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     state_dir = Path(tempfile.mkdtemp(prefix="iot-bench-transform-"))
     os.chmod(state_dir, 0o755)
+    # dbt's logs and artefacts of this run stay out of the project (other runs may be going on)
+    os.environ["DBT_LOG_PATH"] = str(state_dir / "dbt-logs")
+    os.environ["DBT_TARGET_PATH"] = str(state_dir / "dbt-target")
     settings, cluster = _start_cluster(state_dir)
     try:
         from benchmarks.transform.workload import generate
@@ -82,9 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
         with pg_connect("transformer", settings=settings) as conn:
             create_ml_predictions(conn)
 
-        def timed_build(label: str, select: list[str], full_refresh: bool = False) -> float:
+        def timed_build(label: str, select: list[str], full_refresh: bool = False, command: str = "run") -> float:
             with timer() as t:
-                build(select=select, full_refresh=full_refresh, settings=settings)
+                build(select=select, full_refresh=full_refresh, settings=settings, command=command)
             log.info("%s: %.2f s", label, t())
             return round(t(), 2)
 
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
         inc_long = timed_build(f"incremental stage run, +1 minute on {days} days", ["tag:stage"])
 
         # --- full build of everything (models and tests) on the whole history
-        full_build = timed_build(f"full build of all models and tests, {days} days", [], full_refresh=True)
+        full_build = timed_build(f"full build of all models and tests, {days} days", [], full_refresh=True,
+                                 command="build")
 
         result["incremental_stage_after_1_minute"] = {
             "history_1_day_s": inc_1d,

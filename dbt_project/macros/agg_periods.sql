@@ -45,7 +45,8 @@ select
     t.measure_name,
     t.period_start as {{ period }}_start,
     min(r.value) as min_value,
-    avg(r.value) as avg_value,
+    -- numeric sum: exact, so the result does not depend on the scan order (re-runs are byte-identical)
+    avg(r.value::numeric)::double precision as avg_value,
     max(r.value) as max_value,
     percentile_cont(0.95) within group (order by r.value) as p95_value,
     count(*) as reading_count,

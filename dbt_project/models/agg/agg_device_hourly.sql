@@ -14,7 +14,7 @@ select
     measure_name,
     time_bucket(interval '1 hour', time) as hour,
     min(value) as min_value,
-    avg(value) as avg_value,
+    avg(value::numeric)::double precision as avg_value,
     max(value) as max_value,
     count(*) as reading_count,
     max(_ingested_at) as _ingested_at
@@ -31,7 +31,7 @@ select
     t.measure_name,
     t.hour,
     min(r.value) as min_value,
-    avg(r.value) as avg_value,
+    avg(r.value::numeric)::double precision as avg_value,
     max(r.value) as max_value,
     count(*) as reading_count,
     max(r._ingested_at) as _ingested_at

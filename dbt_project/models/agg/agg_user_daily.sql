@@ -66,10 +66,10 @@ heart_daily as (
     select
         user_id,
         day,
-        avg(bpm) as avg_bpm,
+        avg(bpm::numeric) as avg_bpm,
         -- resting heart rate: 10th percentile of the awake samples (robust to short dips)
         percentile_cont(0.1) within group (order by bpm) filter (where not is_sleeping) as resting_bpm,
-        avg(bpm) filter (where is_sleeping) as avg_sleep_bpm,
+        avg(bpm::numeric) filter (where is_sleeping) as avg_sleep_bpm,
         count(*) as heart_rate_samples,
         count(*) filter (where is_sleeping) as sleep_heart_rate_samples,
         max(_ingested_at) as _ingested_at

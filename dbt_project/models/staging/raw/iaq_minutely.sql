@@ -25,7 +25,7 @@ with changed as (
 ),
 
 observed as (
-    select r.device_id, date_trunc('minute', r.time) as time, avg(r.value) as iaq, max(r._ingested_at) as _ingested_at
+    select r.device_id, date_trunc('minute', r.time) as time, avg(r.value::numeric)::double precision as iaq, max(r._ingested_at) as _ingested_at
     from {{ ref('stg_sensor_readings') }} as r
     join changed as c on c.device_id = r.device_id and r.time >= c.from_time and r.time < c.to_time
     where r.measure_name = 'iaq'
