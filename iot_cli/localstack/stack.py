@@ -141,8 +141,10 @@ class Stack:
         for component in airflow.COMPONENTS:
             pid = self.process(component).pid()
             url = airflow.base_url(s) if component == "airflow-api-server" else ""
+            # the components report their heartbeats through the api-server's health endpoint
+            note = "health unknown: api-server not answering" if health is None and pid and url == "" else ""
             rows.append(ServiceStatus(component, pid, pid is not None and airflow.component_healthy(component, health),
-                                      url))
+                                      url, note))
         pid = self.process("mlflow").pid()
         rows.append(ServiceStatus("mlflow", pid, pid is not None and mlflow.healthy(s), mlflow.base_url(s)))
         for name, available, url in (("generator", self.generator_available(), ""),
@@ -150,10 +152,11 @@ class Stack:
             proc = self.process(name)
             pid = proc.pid()
             healthy = pid is not None and (self.api_healthy() if name == "api" else True)
-            # an optional service counts only once we started it: a pid file whose process died is a crash
-            crashed = pid is None and proc.pid_file.exists()
+            # an optional service counts once `up` started it (its pid file exists): running but not
+            # answering, or a pid file whose process died (a crash), is unhealthy
+            started = proc.pid_file.exists()
             note = "" if available else "module not present yet"
-            rows.append(ServiceStatus(name, pid, healthy, url, note, required=crashed))
+            rows.append(ServiceStatus(name, pid, healthy, url, note, required=started))
         return rows
 
     # ------------------------------------------------------------------ up

@@ -100,6 +100,9 @@ def test_up_brings_every_service_healthy(stack):
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith(service + " "))
         assert "healthy" in line and "unhealthy" not in line, r.stdout
     assert (stack.settings.local_dir / "logs" / "airflow-scheduler.log").exists()
+    r = stack.iot("logs", "--no-follow", "--lines", "5", "--service", "postgres", "--service", "airflow-scheduler")
+    assert r.returncode == 0, _explain(r)
+    assert "postgres.log <==" in r.stdout and "airflow-scheduler.log <==" in r.stdout
 
 
 def test_dag_dropped_into_dags_folder_is_listed_by_the_airflow_api(stack):
