@@ -8,7 +8,7 @@ import sys
 
 import click
 
-OPTIONAL_SERVICES = ("mlflow", "generator", "api")
+OPTIONAL_SERVICES = ("generator", "api")
 
 
 def _stack():
