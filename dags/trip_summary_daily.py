@@ -64,7 +64,7 @@ def trip_summary_daily():
         day = params["day"] or (run.logical_date or run.run_after).date().isoformat()
         shards = shard_devices(config, int(params["shard_size"]))
         job = {"day": day, "config": params["config"], "root": params["root"], "run_key": run.run_id,
-               "shard_count": len(shards), "gap_minutes": float(params["gap_minutes"]),
+               "shard_count": len(shards), "shard_size": int(params["shard_size"]), "gap_minutes": float(params["gap_minutes"]),
                "cross_midnight": bool(params["cross_midnight"])}
         return [{"job": job, "index": i, "devices": devices} for i, devices in enumerate(shards)]
 
@@ -78,7 +78,9 @@ def trip_summary_daily():
 
         job = shard["job"]
         lake, day = Lake(job["root"]), date.fromisoformat(job["day"])
-        options = Options(gap_minutes=job["gap_minutes"], cross_midnight=job["cross_midnight"])
+        # one slice per shard: the DAG then writes the bits `iot trips` writes with the same shard size
+        options = Options(gap_minutes=job["gap_minutes"], cross_midnight=job["cross_midnight"],
+                          slice_devices=job["shard_size"])
         table = summarise_day(lake, load_config(job["config"]), day, devices=shard["devices"], options=options)
         write_part(lake, day, job["run_key"], shard["index"], table)
         return {"job": job, "index": shard["index"], "rows": table.num_rows}

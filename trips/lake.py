@@ -15,13 +15,14 @@ import posixpath
 import uuid
 from datetime import date
 from pathlib import Path
-
-import duckdb
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from trips.config import env_s3_endpoint
+
+if TYPE_CHECKING:  # pyarrow costs ~0.4 s of start-up: the local path of `iot trips` never imports it
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.fs as pafs
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,21 @@ class Lake:
             self.base = root[len("s3://"):].strip("/")
             if not self.base:
                 raise ValueError(f"S3 lake root needs a bucket: {root!r}")
-            self.fs = _s3_filesystem(s3_endpoint or env_s3_endpoint())
+            self._fs = _s3_filesystem(s3_endpoint or env_s3_endpoint())
             self.root = f"s3://{self.base}"
         else:
             self.base = str(Path(root).resolve())
-            self.fs = pafs.LocalFileSystem()
+            self._fs = None
             self.root = self.base
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        """pyarrow filesystem of the lake (created on first use for a local lake)."""
+        if self._fs is None:
+            import pyarrow.fs as pafs
+
+            self._fs = pafs.LocalFileSystem()
+        return self._fs
 
     def __repr__(self) -> str:
         return f"Lake({self.root!r})"
@@ -77,6 +87,8 @@ class Lake:
                     return sorted(e.path for e in it if e.name.endswith(".parquet") and e.is_file())
             except FileNotFoundError:
                 return None
+        import pyarrow.fs as pafs
+
         infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
         if not infos:
             return None  # S3 has no folders: no object under the prefix means "missing"
@@ -85,6 +97,8 @@ class Lake:
 
     def devices(self) -> list[str]:
         """Device folders at the lake's top level (the output folder excluded)."""
+        import pyarrow.fs as pafs
+
         infos = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
         return sorted(posixpath.basename(i.path) for i in infos
                       if i.type == pafs.FileType.Directory and posixpath.basename(i.path) != OUTPUT_DIR[0])
@@ -96,6 +110,8 @@ class Lake:
         Local: write a temporary file in the same folder, then rename over the target (atomic on
         POSIX). S3: one object upload, which becomes visible only when complete.
         """
+        import pyarrow.parquet as pq
+
         target = self._fs_path(*relpath.split("/"))
         if self.is_s3:
             pq.write_table(table, target, filesystem=self.fs)
@@ -110,20 +126,52 @@ class Lake:
                     os.unlink(tmp)
         return self._reader_path(target)
 
+    def write_query_atomic(self, con: duckdb.DuckDBPyConnection, query: str, relpath: str) -> str:
+        """Write the rows of a DuckDB query as a Parquet file, atomically (see write_atomic).
+
+        Local lakes: DuckDB's own Parquet writer into a temporary file, then a rename; no pyarrow
+        needed, which keeps the CLI's start-up small. S3: through Arrow and write_atomic."""
+        if self.is_s3:
+            return self.write_atomic(con.sql(query).to_arrow_table(), relpath)
+        target = self._fs_path(*relpath.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+        try:
+            quoted = "'" + tmp.replace("'", "''") + "'"
+            con.execute(f"copy ({query}) to {quoted} (format parquet)")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+
     def read_table(self, relpath: str) -> pa.Table:
+        import pyarrow.parquet as pq
+
         return pq.read_table(self._fs_path(*relpath.split("/")), filesystem=self.fs)
 
     def exists(self, relpath: str) -> bool:
+        import pyarrow.fs as pafs
+
         return self.fs.get_file_info(self._fs_path(*relpath.split("/"))).type == pafs.FileType.File
 
     def delete(self, relpath: str) -> bool:
         path = self._fs_path(*relpath.split("/"))
+        if not self.is_s3:
+            if not os.path.isfile(path):
+                return False
+            os.unlink(path)
+            return True
+        import pyarrow.fs as pafs
+
         if self.fs.get_file_info(path).type != pafs.FileType.File:
             return False
         self.fs.delete_file(path)
         return True
 
     def delete_dir(self, relpath: str) -> None:
+        import pyarrow.fs as pafs
+
         path = self._fs_path(*relpath.split("/"))
         if self.fs.get_file_info(path).type != pafs.FileType.NotFound or self.is_s3:
             self.fs.delete_dir_contents(path, missing_dir_ok=True)
@@ -132,6 +180,8 @@ class Lake:
 
     def list_files(self, relpath: str) -> list[str]:
         """Files directly under a folder (relative paths), sorted."""
+        import pyarrow.fs as pafs
+
         path = self._fs_path(*relpath.split("/"))
         infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         return sorted(posixpath.join(relpath, posixpath.basename(i.path)) for i in infos
@@ -139,6 +189,8 @@ class Lake:
 
     def duckdb(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
         """An in-process DuckDB connection that can read this lake's paths."""
+        import duckdb
+
         con = duckdb.connect(config={"threads": threads} if threads else {})
         # Naive timestamps mean UTC (as pandas' Timestamp.timestamp() reads them in the seed); fix the
         # session zone so a TIMESTAMP/TIMESTAMPTZ mix never depends on the machine's local zone.
@@ -158,6 +210,8 @@ class Lake:
 
 
 def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
+    import pyarrow.fs as pafs
+
     kwargs: dict = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
     if endpoint:
         scheme, _, host = endpoint.partition("://")

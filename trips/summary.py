@@ -18,22 +18,38 @@ on (device, minute) plus a range check.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from trips.config import TripConfig, env_gap_minutes
+from trips.config import TripConfig, env_gap_minutes, env_shard_size
 from trips.lake import Lake
+
+if TYPE_CHECKING:  # pyarrow is imported only where a caller asks for an Arrow table (not by `iot trips`)
+    import duckdb
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-SCHEMA = pa.schema([
-    ("DeviceID", pa.string()), ("Message", pa.string()), ("Signal", pa.string()),
-    ("Aggregation", pa.string()), ("Value", pa.float64()), ("Count", pa.int64()),
-    ("Duration", pa.float64()), ("TripStart", pa.int64()), ("TripEnd", pa.int64()),
-    ("TripID", pa.string()), ("Cluster", pa.string()),
-])
+COLUMNS = ("DeviceID", "Message", "Signal", "Aggregation", "Value", "Count", "Duration",
+           "TripStart", "TripEnd", "TripID", "Cluster")
+
+
+def output_schema() -> pa.Schema:
+    """Arrow schema of the summary (the seed's columns and types)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("DeviceID", pa.string()), ("Message", pa.string()), ("Signal", pa.string()),
+        ("Aggregation", pa.string()), ("Value", pa.float64()), ("Count", pa.int64()),
+        ("Duration", pa.float64()), ("TripStart", pa.int64()), ("TripEnd", pa.int64()),
+        ("TripID", pa.string()), ("Cluster", pa.string()),
+    ])
+
 
 _SQL_AGG = {"avg": "avg({0})", "sum": "sum({0})", "max": "max({0})", "min": "min({0})"}
 
@@ -45,12 +61,25 @@ class Options:
     # over midnight is cut in two. On: trips are assigned to the day they start in and continue
     # into the next day's files; a trip continuing from the previous day is left to that day.
     cross_midnight: bool = False
-    # DuckDB threads per day run; 1 keeps results bit-for-bit reproducible (see _DayRun).
-    threads: int = 1
+    # Worker threads per day (default: the machine's cores). The devices are cut into slices of
+    # slice_devices; each slice is summarised by one single-threaded DuckDB, so the slices, and with
+    # them every floating-point sum, are the same whatever the thread count (see _summarise).
+    # Default: TRIPS_SHARD_SIZE (25), so a DAG shard is one slice and the DAG writes the CLI's bits.
+    # Each slice costs a fixed ~50 ms (a DuckDB instance, footers, query planning): not much smaller.
+    threads: int | None = None
+    slice_devices: int = field(default_factory=lambda: env_shard_size())
 
     @classmethod
     def from_env(cls, **overrides) -> Options:
         return cls(**{"gap_minutes": env_gap_minutes(), **overrides})
+
+    def slices(self, devices: list[str]) -> list[list[str]]:
+        if self.slice_devices < 1:
+            raise ValueError("slice_devices must be at least 1")
+        return [devices[i:i + self.slice_devices] for i in range(0, len(devices), self.slice_devices)] or [[]]
+
+    def worker_count(self, slices: int) -> int:
+        return max(1, min(self.threads or os.cpu_count() or 1, slices))
 
 
 def _ident(name: str) -> str:
@@ -59,6 +88,21 @@ def _ident(name: str) -> str:
 
 def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class _FileMap:
+    """The files of one message: path, device number and day offset (0 = the day summarised)."""
+    files: list[str] = field(default_factory=list)
+    devs: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def without(self, devs: set[int]) -> _FileMap:
+        keep = [i for i, d in enumerate(self.devs) if d not in devs]
+        return _FileMap([self.files[i] for i in keep], [self.devs[i] for i in keep], [self.offsets[i] for i in keep])
 
 
 class _DayRun:
@@ -75,22 +119,25 @@ class _DayRun:
         # One DuckDB thread: floating-point sums then add the rows in one fixed order, so re-running
         # a day writes the same bytes (with several threads the partial sums meet in a different
         # order each run and the last bits change). Exact DECIMAL sums would also be reproducible
-        # but doubled the CPU time; parallelism comes from shards (the DAG) and processes instead.
-        self.con = lake.duckdb(threads=options.threads)
+        # but doubled the CPU time; parallelism comes from several _DayRun over slices of devices.
+        self.con = lake.duckdb(threads=1)
         self.con.execute("create temp table windows (dev integer, start_us bigint, end_us bigint)")
         self.con.execute("create temp table presence (dev integer, message varchar, col varchar)")
-        self.con.register("device_meta", pa.table({
-            "dev": pa.array(range(len(devices)), pa.int32()),
-            "device": devices,
-            "cluster": [config.cluster_of(d).name for d in devices],
-        }))
+        # Lists bound as parameters, not con.register(Arrow table): register imports pandas (~1 s).
+        self.con.execute(
+            "create temp table device_meta as"
+            " select unnest($dev)::integer as dev, unnest($device) as device, unnest($cluster) as cluster",
+            {"dev": list(range(len(devices))), "device": devices,
+             "cluster": [config.cluster_of(d).name for d in devices]})
+
+    trips = rows = 0  # set by _summarise_slice
 
     def close(self) -> None:
         self.con.close()
 
-    def _files(self, devices: list[str], message: str, offsets: tuple[int, ...]) -> pa.Table:
+    def _files(self, devices: list[str], message: str, offsets: tuple[int, ...]) -> _FileMap:
         """(file, dev, day_offset) of the message's files; missing folders are logged."""
-        files, owners, days = [], [], []
+        file_map = _FileMap()
         for device in devices:
             for offset in offsets:
                 found = self.lake.day_files(device, message, self.day + timedelta(days=offset))
@@ -99,53 +146,56 @@ class _DayRun:
                         log.info("%s: no %s files for device %s (%s)", self.day, message, device,
                                  "folder missing" if found is None else "empty folder")
                     continue
-                files += found
-                owners += [self.dev_index[device]] * len(found)
-                days += [offset] * len(found)
-        return pa.table({"file": files, "dev": pa.array(owners, pa.int32()), "day_offset": pa.array(days, pa.int32())})
+                file_map.files += found
+                file_map.devs += [self.dev_index[device]] * len(found)
+                file_map.offsets += [offset] * len(found)
+        return file_map
 
-    def _columns_present(self, file_map: pa.Table, wanted: set[str]) -> dict[int, set[str]]:
+    def _load_file_map(self, file_map: _FileMap) -> None:
+        self.con.execute(
+            "create or replace temp table file_map as"
+            " select unnest($file) as file, unnest($dev)::integer as dev, unnest($offset)::integer as day_offset",
+            {"file": file_map.files, "dev": file_map.devs, "offset": file_map.offsets})
+
+    def _columns_present(self, file_map: _FileMap, wanted: set[str]) -> dict[int, set[str]]:
         """Which of the wanted columns each device's files hold (from the Parquet footers only).
 
         Also notes whether every file has the same wanted columns with the same types: then the scan
         can skip ``union_by_name`` (which reconciles differing schemas at a cost)."""
-        self.con.register("file_map", file_map)
+        self._load_file_map(file_map)
         rows = self.con.execute(
             "select f.dev, s.file_name, s.name, s.type, s.logical_type from parquet_schema($files) s"
             " join file_map f on s.file_name = f.file where s.name in (select unnest($wanted))",
-            {"files": file_map["file"].to_pylist(), "wanted": sorted(wanted)},
+            {"files": file_map.files, "wanted": sorted(wanted)},
         ).fetchall()
         present: dict[int, set[str]] = {}
-        schemas: dict[str, set] = {f: set() for f in file_map["file"].to_pylist()}
+        schemas: dict[str, set] = {f: set() for f in file_map.files}
         for dev, file, col, type_, logical in rows:
             present.setdefault(dev, set()).add(col)
             schemas[file].add((col, type_, logical))
         self.uniform_schema = len({frozenset(v) for v in schemas.values()}) <= 1
         return present
 
-    def _scan(self, file_map: pa.Table) -> str:
+    def _scan(self, file_map: _FileMap) -> str:
         """FROM clause reading the files of file_map with their device number ``dev``.
 
         The device comes from a join of DuckDB's ``filename`` column with the file list (measured:
         about 0.04 CPU s per 5 M rows, no cheaper than a list lookup on the file name)."""
-        self.con.register("file_map", file_map)
+        self._load_file_map(file_map)
         union = ", union_by_name = true" if not self.uniform_schema else ""
         return (f"(select f.dev, f.day_offset, s.* exclude (filename)"
                 f" from read_parquet($files, filename = true{union}) s join file_map f on s.filename = f.file) r")
 
-    def _scan_params(self, file_map: pa.Table) -> dict:
-        return {"files": file_map["file"].to_pylist()}
+    def _scan_params(self, file_map: _FileMap) -> dict:
+        return {"files": file_map.files}
 
-    def _usable(self, file_map: pa.Table, present: dict[int, set[str]], message: str) -> pa.Table:
+    def _usable(self, file_map: _FileMap, present: dict[int, set[str]], message: str) -> _FileMap:
         """Drop (with a warning) the files of devices whose files of this message have no 't' column."""
-        devs = set(file_map["dev"].to_pylist())
+        devs = set(file_map.devs)
         without_t = sorted(d for d in devs if "t" not in present.get(d, set()))
         for dev in without_t:
             log.warning("%s: %s files of device %s have no column 't'; skipped", self.day, message, self.devices[dev])
-        if not without_t:
-            return file_map
-        keep = [d not in without_t for d in file_map["dev"].to_pylist()]
-        return file_map.filter(pa.array(keep))
+        return file_map.without(set(without_t)) if without_t else file_map
 
     def find_windows(self) -> int:
         by_message: dict[str, list[str]] = {}
@@ -155,17 +205,16 @@ class _DayRun:
         gap_us = int(round(self.options.gap_minutes * 60 * 1_000_000))
         for message, devices in by_message.items():
             file_map = self._files(devices, message, offsets)
-            if file_map.num_rows:
+            if file_map:
                 file_map = self._usable(file_map, self._columns_present(file_map, {"t"}), message)
-            if file_map.num_rows == 0:
+            if not file_map:
                 continue
-            self.con.register("file_map", file_map)
             # The identifier's timestamps are small (one column); keep them to count the nulls too.
             self.con.execute(f"""
                 create or replace temp table trip_readings as
                 select r.dev, r.day_offset, epoch_us(r.t) as t_us from {self._scan(file_map)}
             """, self._scan_params(file_map))
-            nulls = self.con.execute("select count(*) from trip_readings where t_us is null").fetchone()[0]
+            nulls = self.con.execute("select count(*) from trip_readings where t_us is null").fetchall()[0][0]
             if nulls:
                 log.warning("%s: %d rows of %s have no timestamp 't' and belong to no trip", self.day, nulls, message)
             # A reading more than gap_us after the previous one starts a trip; trip i spans
@@ -188,9 +237,9 @@ class _DayRun:
                 )
                 select dev, start_us, end_us from edges where day_offset = 0
             """)
-        return self.con.execute("select count(*) from windows").fetchone()[0]
+        return self.con.execute("select count(*) from windows").fetchall()[0][0]
 
-    def _aggregate_message(self, table: str, message: str, file_map: pa.Table, columns: list[str],
+    def _aggregate_message(self, table: str, message: str, file_map: _FileMap, columns: list[str],
                            pairs: list[tuple[str, str]]) -> None:
         """One scan of the message's files: per device and trip, duration, counts and aggregates."""
         # pandas (the seed) treats NaN as missing: not counted, skipped by avg/max/min/sum
@@ -207,7 +256,7 @@ class _DayRun:
             ), in_trip as (
                 select w.start_us, v.*
                 from readings v join window_minutes w
-                  on v.dev = w.dev and v.t_us // 60000000 = w.minute
+                  on (v.dev::bigint << 32) + v.t_us // 60000000 = w.dev_minute
                 where v.t_us between w.start_us and w.end_us
             )
             select dev, start_us, max(t_us) - min(t_us) as duration_us
@@ -215,8 +264,9 @@ class _DayRun:
             from in_trip v group by dev, start_us
         """, self._scan_params(file_map))
 
-    def aggregate(self) -> pa.Table:
-        """Aggregate every configured message over the windows; rows in the seed's order."""
+    def aggregate(self) -> int:
+        """Aggregate every configured message over the windows into the temp table ``result``, rows
+        in the seed's order; returns the number of rows."""
         with_trips = {self.devices[d] for (d,) in self.con.execute("select distinct dev from windows").fetchall()}
         # message -> clusters (with their aggregation entries) that use it
         messages: dict[str, list] = {}
@@ -228,28 +278,32 @@ class _DayRun:
         offsets = (0, 1) if self.options.cross_midnight else (0,)
         # A reading finds its trip by an equi-join on (device, minute) and a range check: DuckDB's
         # ASOF join sorts every reading (7x slower here) and a plain range join compares each
-        # reading with every trip of its device.
+        # reading with every trip of its device. Device and minute are packed into one BIGINT key
+        # (device << 32 | minute; unique for minutes within +-4000 years): a one-column hash join.
         self.con.execute("""
             create temp table window_minutes as
-            select dev, start_us, end_us,
-                   unnest(generate_series(start_us // 60000000, end_us // 60000000)) as minute
-            from windows""")
+            select dev, start_us, end_us, (dev::bigint << 32) + minute as dev_minute
+            from (select dev, start_us, end_us,
+                         unnest(generate_series(start_us // 60000000, end_us // 60000000)) as minute
+                  from windows)""")
 
         selects = []
         for m_index, (message, uses) in enumerate(messages.items()):
             cluster_names = {c.name for c, _, _ in uses}
             devices = [d for d in self.devices if d in with_trips and self.config.cluster_of(d).name in cluster_names]
             file_map = self._files(devices, message, offsets)
-            if file_map.num_rows == 0:
+            if not file_map:
                 continue
             wanted = {s for _, _, agg in uses for s in agg.signals} | {"t"}
             present = self._columns_present(file_map, wanted)
             file_map = self._usable(file_map, present, message)
-            if file_map.num_rows == 0:
+            if not file_map:
                 continue
-            usable = set(file_map["dev"].to_pylist())
-            self.con.executemany("insert into presence values (?, ?, ?)",
-                                 [(dev, message, c) for dev in sorted(usable) for c in sorted(present[dev] - {"t"})])
+            usable = set(file_map.devs)
+            rows = [(dev, c) for dev in sorted(usable) for c in sorted(present[dev] - {"t"})]
+            # one statement with list parameters: executemany costs about 1 ms a row
+            self.con.execute("insert into presence select unnest($dev), $message, unnest($col)",
+                             {"dev": [r[0] for r in rows], "message": message, "col": [r[1] for r in rows]})
             columns = sorted(set().union(*(present[dev] for dev in usable)) - {"t"})
             pairs = sorted({(s, agg.aggregation) for _, _, agg in uses for s in agg.signals if s in columns})
             table = f"agg_{m_index}"
@@ -275,29 +329,111 @@ class _DayRun:
                         join presence p on p.dev = w.dev and p.message = {_lit(message)} and p.col = {_lit(signal)}
                         left join {table} g on g.dev = w.dev and g.start_us = w.start_us""")
         if not selects:
-            return SCHEMA.empty_table()
-        sql = ("select * exclude (dev, start_us, agg_index, sig_index) from ("
-               + " union all ".join(selects)
-               + ") order by dev, start_us, agg_index, sig_index")
-        return self.con.sql(sql).to_arrow_table().cast(SCHEMA)
+            self.con.execute(f"create temp table result as {_EMPTY_RESULT}")
+            return 0
+        self.con.execute("create temp table result as select * exclude (dev, start_us, agg_index, sig_index) from ("
+                         + " union all ".join(selects)
+                         + ") order by dev, start_us, agg_index, sig_index")
+        return self.con.execute("select count(*) from result").fetchall()[0][0]
 
 
-def summarise_day(lake: Lake, config: TripConfig, day: date, devices: list[str] | None = None,
-                  options: Options | None = None) -> pa.Table:
-    """The trip summary rows of one day (optionally only some devices), in the seed's row order."""
+_EMPTY_RESULT = ("select " + ", ".join(
+    f"null::{t} as {_ident(c)}" for c, t in zip(COLUMNS, (
+        "varchar", "varchar", "varchar", "varchar", "double", "bigint", "double", "bigint", "bigint",
+        "varchar", "varchar"), strict=True)) + " limit 0")
+
+
+class _DaySummary:
+    """A day's summary rows as the DuckDB table ``result`` of ``con`` (closed with the object)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, rows: int, trips: int, cleanup=None):
+        self.con, self.rows, self.trips, self._cleanup = con, rows, trips, cleanup
+
+    def arrow(self) -> pa.Table:
+        return self.con.sql("select * from result").to_arrow_table().cast(output_schema())
+
+    def close(self) -> None:
+        self.con.close()
+        if self._cleanup:
+            self._cleanup()
+
+
+def _summarise_slice(lake: Lake, config: TripConfig, day: date, devices: list[str], options: Options) -> _DayRun:
+    run = _DayRun(lake, config, day, devices, options)
+    try:
+        run.trips = run.find_windows()
+        if run.trips:
+            run.rows = run.aggregate()
+        else:
+            run.con.execute(f"create temp table result as {_EMPTY_RESULT}")
+            run.rows = 0
+        return run
+    except BaseException:
+        run.close()
+        raise
+
+
+def _summarise(lake: Lake, config: TripConfig, day: date, devices: list[str] | None,
+               options: Options | None) -> _DaySummary:
+    """Summarise the day: slices of ``options.slice_devices`` devices over ``options.threads`` workers.
+
+    Each slice (contiguous in configured order) runs in its own single-threaded DuckDB; DuckDB releases
+    the GIL while a query runs, so the workers use all cores. Several threads inside one DuckDB would
+    add partial sums in a different order each run. The slicing does not depend on the thread count,
+    so neither does any bit of the output. (Slicing the same devices differently, as the DAG's shards
+    may, can change the plan DuckDB picks and with it the last bit of a sum: rel. 1e-15.)
+    The slices' results are written to temporary Parquet parts and read back in device order.
+    """
     options = options or Options()
     wanted = set(devices) if devices is not None else None
     selected = [d for d in config.devices if wanted is None or d in wanted]
     if wanted is not None and (unknown := wanted - set(config.devices)):
         log.warning("devices not in the configuration, ignored: %s", ", ".join(sorted(unknown)))
-    run = _DayRun(lake, config, day, selected, options)
+    slices = options.slices(selected)
+    workers = options.worker_count(len(slices))
+    if len(slices) == 1:
+        run = _summarise_slice(lake, config, day, selected, options)
+        summary = _DaySummary(run.con, run.rows, run.trips)
+    else:
+        parts_dir = tempfile.mkdtemp(prefix="trips-parts-")
+
+        def summarise_to_part(index: int) -> tuple[int, int, str | None]:
+            """(trips, rows, part file) of one slice; its DuckDB is closed before the next slice starts."""
+            run = _summarise_slice(lake, config, day, slices[index], options)
+            try:
+                if not run.rows:
+                    return run.trips, 0, None
+                part = os.path.join(parts_dir, f"part-{index:05d}.parquet")
+                run.con.execute(f"copy result to {_lit(part)} (format parquet)")
+                return run.trips, run.rows, part
+            finally:
+                run.close()
+
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trips") as pool:
+                done = list(pool.map(summarise_to_part, range(len(slices))))
+            parts = [part for _, _, part in done if part]
+            con = lake.duckdb(threads=1)
+            if parts:  # one thread reads the parts in list order, i.e. in configured-device order
+                con.execute("create temp table result as select * from read_parquet($parts)", {"parts": parts})
+            else:
+                con.execute(f"create temp table result as {_EMPTY_RESULT}")
+            summary = _DaySummary(con, sum(rows for _, rows, _ in done), sum(trips for trips, _, _ in done))
+        finally:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+    log.info("%s: %d devices, %d trips, %d summary rows (%d workers)", day, len(selected), summary.trips,
+             summary.rows, workers)
+    return summary
+
+
+def summarise_day(lake: Lake, config: TripConfig, day: date, devices: list[str] | None = None,
+                  options: Options | None = None) -> pa.Table:
+    """The trip summary rows of one day (optionally only some devices), in the seed's row order."""
+    summary = _summarise(lake, config, day, devices, options)
     try:
-        windows = run.find_windows()
-        table = run.aggregate() if windows else SCHEMA.empty_table()
-        log.info("%s: %d devices, %d trips, %d summary rows", day, len(selected), windows, table.num_rows)
-        return table
+        return summary.arrow()
     finally:
-        run.close()
+        summary.close()
 
 
 def write_day(lake: Lake, day: date, table: pa.Table) -> str | None:
@@ -308,6 +444,16 @@ def write_day(lake: Lake, day: date, table: pa.Table) -> str | None:
             log.info("%s: no trips; removed the previous summary %s", day, relpath)
         return None
     return lake.write_atomic(table, relpath)
+
+
+def _write_summary(lake: Lake, day: date, summary: _DaySummary) -> str | None:
+    """write_day for a summary still in DuckDB: a local lake is written by DuckDB itself (no pyarrow)."""
+    relpath = lake.output_relpath(day)
+    if summary.rows == 0:
+        if lake.delete(relpath):
+            log.info("%s: no trips; removed the previous summary %s", day, relpath)
+        return None
+    return lake.write_query_atomic(summary.con, "select * from result", relpath)
 
 
 def iter_days(start: date, end: date):
@@ -328,8 +474,11 @@ def run_days(lake: Lake, config: TripConfig, start: date, end: date | None = Non
         days = tqdm(days, desc="trip summary", unit="day")
     results = []
     for day in days:
-        table = summarise_day(lake, config, day, options=options)
-        results.append((day, table.num_rows, write_day(lake, day, table)))
+        summary = _summarise(lake, config, day, None, options)
+        try:
+            results.append((day, summary.rows, _write_summary(lake, day, summary)))
+        finally:
+            summary.close()
     return results
 
 
@@ -362,7 +511,10 @@ def merge_parts(lake: Lake, day: date, run_key: str, shard_count: int) -> tuple[
     missing = [p for p in parts if not lake.exists(p)]
     if missing:
         raise FileNotFoundError(f"{day}: {len(missing)} of {shard_count} shard parts missing, e.g. {missing[0]}")
-    table = pa.concat_tables([lake.read_table(p).cast(SCHEMA) for p in parts]) if parts else SCHEMA.empty_table()
+    import pyarrow as pa
+
+    schema = output_schema()
+    table = pa.concat_tables([lake.read_table(p).cast(schema) for p in parts]) if parts else schema.empty_table()
     path = write_day(lake, day, table)
     lake.delete_dir(folder)
     return table.num_rows, path

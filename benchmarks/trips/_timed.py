@@ -1,0 +1,67 @@
+"""Child process of the trip benchmark: run one tool, timing its start-up and its job separately.
+
+``python -m benchmarks.trips._timed RESULT.json seed|project ARGS...``
+
+The parent starts this process and measures it from outside (wall, CPU and peak RSS of the whole
+process, i.e. what a user waits for). Inside, the tool's imports run first; the job itself (the
+seed's script body, or the ``iot trips`` command) is then timed on its own:
+
+- ``seed``: imports what the seed script imports (pandas, pyarrow), then runs the script's own
+  file with ``runpy`` under its command line: its code, unchanged, in this interpreter.
+- ``project``: imports the ``iot trips`` click command and DuckDB, then calls the command in-process.
+
+``startup_s`` is the time from the parent's launch (``BENCH_LAUNCHED_AT``, epoch seconds) to the start
+of the job: interpreter start-up plus imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str]) -> int:
+    result_path, tool, *args = argv
+    if tool == "seed":
+        import runpy
+
+        import pandas  # noqa: F401  (the seed's imports: start-up, not job)
+        import pyarrow.parquet  # noqa: F401
+
+        script = args[0]
+
+        def job() -> None:
+            sys.argv = [script, *args[1:]]
+            runpy.run_path(script, run_name="__main__")
+    elif tool == "project":
+        import duckdb  # noqa: F401  (imported lazily by the job; count it as start-up)
+
+        from iot_cli.commands.trips import command
+
+        def job() -> None:
+            command.main(args, prog_name="iot trips", standalone_mode=False)
+    else:
+        raise SystemExit(f"unknown tool {tool!r}")
+
+    launched = float(os.environ.get("BENCH_LAUNCHED_AT", "nan"))
+    startup = time.time() - launched
+    startup_cpu = _cpu_s()
+    cpu0, wall0 = _cpu_s(), time.perf_counter()
+    job()
+    wall, cpu = time.perf_counter() - wall0, _cpu_s() - cpu0
+    with open(result_path, "w") as out:
+        json.dump({"startup_s": round(startup, 3), "startup_cpu_s": round(startup_cpu, 3),
+                   "job_wall_s": round(wall, 3), "job_cpu_s": round(cpu, 3)}, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
