@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -86,10 +87,15 @@ def main(argv: list[str] | None = None) -> dict:
         with pg_connect("transformer", settings=settings) as conn:
             create_ml_predictions(conn)
 
+        model_seconds: dict[str, dict[str, float]] = {}
+
         def timed_build(label: str, select: list[str], full_refresh: bool = False, command: str = "run") -> float:
             with timer() as t:
                 build(select=select, full_refresh=full_refresh, settings=settings, command=command)
             log.info("%s: %.2f s", label, t())
+            run_results = json.loads((state_dir / "dbt-target" / "run_results.json").read_text())
+            slowest = sorted(run_results["results"], key=lambda r: -r["execution_time"])[:6]
+            model_seconds[label] = {r["unique_id"].split(".")[-1]: round(r["execution_time"], 2) for r in slowest}
             return round(t(), 2)
 
         # --- 1 day of history, then one new minute
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
             "heart_rate_rows": _row_count(settings, "stage.stg_heart_rate"),
             "agg_user_daily_rows": _row_count(settings, "agg.agg_user_daily"),
         }
+        result["slowest_nodes_s"] = model_seconds
         result["peak_rss_mb"] = round(peak_rss_mb(), 1)
         name = "transform_quick" if args.quick else "transform"
         write_result(name, result)

@@ -1,5 +1,10 @@
 {#- Helper SQL functions the stage models call, (re)created at the start of every run. -#}
 {% macro create_stage_functions() -%}
+create table if not exists ops.transform_watermarks (
+    model text primary key,
+    ingested_at timestamptz not null,
+    updated_at timestamptz not null
+);
 {#- stage.parse_device_ts(text): the same expression as the macro below, as a function for ad-hoc use. -#}
 create or replace function stage.parse_device_ts(ts text) returns timestamptz
 language sql stable parallel safe as $fn$

@@ -14,13 +14,9 @@
 ) }}
 
 with checked as (
-    select * from {{ ref('int_air_quality_checked') }}
-    where reject_reason is null and {{ ingested_since() }}
+    {{ air_quality_checked(source_filter=ingested_since(), only_passing=true) }}
 )
 
--- one row per natural key: the latest delivery wins (a re-sent payload with another offset
--- spelling of the same instant is the same reading)
-select distinct on (device_id, measure_name, time)
-    time, device_id, measure_name, value, _ingested_at
+select time, device_id, measure_name, value, _ingested_at
 from checked
-order by device_id, measure_name, time, _ingested_at desc, source_id desc
+where reject_reason is null
