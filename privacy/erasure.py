@@ -135,6 +135,19 @@ def _erase_warehouse(conn, user_id: str, devices: list[str]) -> dict[str, int]:
     return counts
 
 
+def _refresh_continuous_aggregates(settings: Settings) -> None:
+    """With TimescaleDB, continuous aggregates keep their own materialized rows: recompute them
+    over their whole range so no bucket still reflects the deleted readings (outside a
+    transaction, as TimescaleDB requires)."""
+    with pg_connect("superuser", settings=settings, autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_extension where extname = 'timescaledb'").fetchone():
+            return
+        views = conn.execute("select format('%I.%I', view_schema, view_name) "
+                             "from timescaledb_information.continuous_aggregates").fetchall()
+        for (view,) in views:
+            conn.execute("call refresh_continuous_aggregate(%s::regclass, null, null)", (view,))
+
+
 def erase_user(user_id: str, settings: Settings | None = None, progress: bool = True) -> dict:
     """Remove ``user_id`` and their devices' data from MongoDB and every warehouse layer.
 
@@ -157,6 +170,7 @@ def erase_user(user_id: str, settings: Settings | None = None, progress: bool = 
         conn.execute("insert into ops.erasures (user_id_sha256, erased_at, device_count, deleted_rows) "
                      "values (%s, %s, %s, %s)",
                      (user_hash(user_id), datetime.now(UTC), len(devices), json.dumps(counts)))
+    _refresh_continuous_aggregates(s)
     if progress:
         for place, n in sorted(counts.items()):
             log.info("  %-40s %8d rows", place, n)

@@ -71,6 +71,7 @@ def master_env(platform, wh, tmp_path, monkeypatch):
     os.environ.pop("DBT_PG_DBNAME", None)
 
 
+@pytest.mark.slow  # two full DAG runs, one dbt invocation per model: about 4-12 minutes on a busy 2-core machine
 def test_master_dag_fills_stage_agg_curated_and_a_second_run_changes_nothing(master_env, load_dag):
     settings, db = master_env
     dag = load_dag("iot_master_dag")
