@@ -213,7 +213,7 @@ def main(argv: list[str]) -> int:
                      **head_to_head(work / "dense", _config_file(work, dense_devices), work, args.repeat)}
             print(_summary_line(f"dense lake, {args.dense_devices} devices", dense), flush=True)
 
-        floor = scan_floor(work / "lake", devices[:args.devices], 3)
+        floor = scan_floor(work / "lake", devices[:args.devices], 5)
         print(f"scan floor ({args.devices} devices): {floor['wall_s']} s, {floor['cpu_s']} CPU s", flush=True)
         scale = scaling(work / "lake", devices, sizes)
         first, last = scale[0], scale[-1]
