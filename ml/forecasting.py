@@ -226,14 +226,14 @@ def run_forecast(issue_time: datetime | None = None, staleness_minutes: int = DE
             todo = []
             for i, (device, t0) in enumerate(zip(devices, t0s, strict=True)):
                 if device in done and done[device] >= t0:
-                    skipped[device] = f"already forecast from its reading at {t0:%Y-%m-%d %H:%M}"
+                    skipped[device] = f"already forecast: its reading at {t0:%Y-%m-%d %H:%M} by an earlier cycle"
                 else:
                     todo.append(i)
             devices = [devices[i] for i in todo]
             t0s = [t0s[i] for i in todo]
             windows = windows[todo]
             seconds["read"] = time.perf_counter() - tick
-            reasons = Counter(r.split(":")[0] for r in skipped.values())
+            reasons = Counter(r.split(":", 1)[0] for r in skipped.values())   # "<category>: <detail>"
             for device, reason in sorted(skipped.items())[:20]:
                 log.info("skipped device %s: %s", device, reason)
             if len(skipped) > 20:

@@ -94,6 +94,8 @@ def test_forecast_dag_writes_15_future_rows_per_device(trained, load_dag):
     run_again = load_dag("iot_forecast").test(logical_date=run.logical_date)
     assert run_again.state == "success"
     assert _query("select device_id, time, measure_name, value from ml.predictions order by 1, 2, 3") == before
+    (skipped,) = _query("select skipped from ml.forecast_runs order by finished_at desc limit 1")[0]
+    assert skipped["reasons"]["already forecast"] == DEVICES
 
 
 def test_rewards_settle_and_bandit_tries_every_arm_once_actuals_exist(trained):
