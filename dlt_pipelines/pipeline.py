@@ -186,7 +186,8 @@ def load_raw(collections: list[str] | None = None, progress: bool = False, *, se
     """Load new MongoDB documents of ``collections`` (default: all) into ``raw`` once.
 
     Returns a plain dict: ``{"loaded": {table: rows}, "quarantined": {collection: rows},
-    "reasons": {kind: rows}, "documents": n, "window_end": iso, "load_ids": [...]}``.
+    "reasons": {kind: rows}, "documents": n, "window_end": iso, "load_ids": [...],
+    "seconds": {step: seconds}}``.
     """
     collections = list(collections or COLLECTIONS)
     unknown = sorted(set(collections) - set(COLLECTIONS))
