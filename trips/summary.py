@@ -10,9 +10,11 @@ rows in the window, seconds), ``TripStart`` / ``TripEnd`` (window edges, whole e
 naive timestamps are read as UTC), ``TripID`` = ``<device>_<TripStart>``.
 
 Why it is fast: the seed re-reads every file of a message once per trip and aggregation; here each
-message of the day is scanned once for all devices of the shard (only ``t`` and the configured
-signal columns), windows come from window functions, and rows find their trip by an equi-join
-on (device, minute) plus a range check.
+message of the day is scanned once per slice of devices (only ``t`` and the configured signal
+columns), windows come from window functions, rows find their trip by an equi-join on (device,
+minute) plus a range check, and the slices run in parallel, one single-threaded DuckDB each (so the
+output's bits do not depend on the thread count). No pandas, and no pyarrow on a local lake: a local
+day's file is written by DuckDB itself.
 """
 
 from __future__ import annotations
