@@ -28,6 +28,7 @@ def trained(platform, mlflow_backend, load_dag):
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     rows = synthetic_iaq(DEVICES, 2 * 1440, end=now)
     rows += [(now - timedelta(minutes=i), "aq-short", 80.0, False) for i in range(30)]
+    rows += [(now - timedelta(minutes=i), "aq-stale", 90.0, False) for i in range(20, 100)]  # silent 20 min
     reset_iaq_minutely(rows)
     reset_ml_tables()
     run = load_dag("iot_train_models").test(run_conf={"days": 3, "stride": 3, "model_params": SMALL})
@@ -70,14 +71,15 @@ def test_forecast_dag_writes_15_future_rows_per_device(trained, load_dag):
     rows = _query("select device_id, count(*), min(time), max(time), min(issued_at),"
                   " array_agg(distinct measure_name) from ml.predictions group by device_id")
     by_device = {r[0]: r for r in rows}
-    assert set(by_device) == {f"aq-{d:03d}" for d in range(DEVICES)}   # aq-short skipped
+    assert set(by_device) == {f"aq-{d:03d}" for d in range(DEVICES)}   # aq-short, aq-stale skipped
     for _device, count, first, last, issued, names in rows:
         assert count == 15
         assert first == issued + timedelta(minutes=1) and last == issued + timedelta(minutes=15)
         assert last > trained                      # predictions lie in the future
         assert set(names) == {f"iaq~{h}" for h in range(1, 16)}
     (skipped,) = _query("select skipped from ml.forecast_runs order by finished_at desc limit 1")[0]
-    assert "not enough recent data" in skipped["devices"]["aq-short"]
+    assert skipped["devices"]["aq-short"].startswith("not enough recent data:")
+    assert skipped["devices"]["aq-stale"].startswith("stale:")
 
     # the chosen model holds the champion alias; the best validation model is tried first
     from mlflow import MlflowClient
