@@ -9,7 +9,7 @@ import pytest
 from iot_cli.localstack.process import free_port
 from trips.config import load_config
 from trips.lake import Lake
-from trips.summary import run_days, summarise_day
+from trips.summary import Options, run_days, summarise_day
 
 from .conftest import DAY1, DAY2, DAY3
 
@@ -63,3 +63,11 @@ def test_s3_lake_gives_the_local_result_and_writes_the_daily_files(s3_lake):
     again = run_days(s3, config, DAY1, DAY1)
     assert again == results[:1]
     assert s3.read_table(s3.output_relpath(DAY1)).equals(summarise_day(local, config, DAY1))
+
+
+def test_s3_lake_in_parallel_slices(s3_lake):
+    """Several workers, each with its own DuckDB reading S3, give the local result bit for bit."""
+    s3, local, config = s3_lake
+    sliced = Options(threads=2, slice_devices=2)
+    from_s3 = summarise_day(s3, config, DAY1, options=sliced)
+    assert from_s3.num_rows > 0 and from_s3.equals(summarise_day(local, config, DAY1, options=sliced))
