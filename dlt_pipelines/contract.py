@@ -234,16 +234,55 @@ def flatten_air_quality(doc: dict, ctx: Context) -> Flattened:
 
 
 def _flatten_buckets(doc: dict, ctx: Context, item_fields: frozenset[str],
-                     item: Callable[[dict, str, Context], dict]) -> Flattened:
+                     item: Callable[[dict, str, Context], dict],
+                     fast_item: Callable[[dict, Context], dict | None] | None = None) -> Flattened:
     no_unknown_fields(doc, frozenset({"_id", "_ingested_at", "device_id", "created_at", "ended_at", "metrics"}),
                       "document")
     row = _bucket(doc, ctx)
-    items = metrics_list(doc, item_fields)
-    children = [item(m, f"metrics[{i}]", ctx) for i, m in enumerate(items)]
+    items = doc.get("metrics")
+    children = None
+    if fast_item is not None and type(items) is list:
+        # hundreds of items per bucket: the plain ones skip the labelled checks; any other item
+        # sends the whole bucket through them, which name the reason
+        children = [fast_item(m, ctx) for m in items]
+        if None in children:
+            children = None
+    if children is None:
+        items = metrics_list(doc, item_fields)
+        children = [item(m, f"metrics[{i}]", ctx) for i, m in enumerate(items)]
     for idx, child in enumerate(children):
         child["idx"] = idx
     row["sample_count"] = len(children)
     return Flattened(row, children)
+
+
+_HR_KEYS = frozenset({"ts", "bpm", "confidence"})
+_STEP_KEYS = frozenset({"ts", "steps"})
+
+
+def _plain_time(v: Any, ctx: Context) -> bool:
+    return type(v) is datetime and v.tzinfo is not None and MIN_TS <= v <= ctx.max_ts
+
+
+def _fast_heart_rate_item(m: dict, ctx: Context) -> dict | None:
+    """The item's row when it is plainly valid (same rules as _heart_rate_item, no labels built)."""
+    if type(m) is not dict or m.keys() != _HR_KEYS:
+        return None
+    ts, bpm, confidence = m["ts"], m["bpm"], m["confidence"]
+    if not _plain_time(ts, ctx) or type(bpm) not in (int, float) or type(confidence) is not int:
+        return None
+    if not (20 <= bpm <= 250 and 0 <= confidence <= 3):  # NaN fails the comparison
+        return None
+    return {"ts": ts, "bpm": float(bpm), "confidence": float(confidence)}
+
+
+def _fast_steps_item(m: dict, ctx: Context) -> dict | None:
+    if type(m) is not dict or m.keys() != _STEP_KEYS:
+        return None
+    ts, steps = m["ts"], m["steps"]
+    if not _plain_time(ts, ctx) or type(steps) is not int or not 0 <= steps <= 400:
+        return None
+    return {"ts": ts, "steps": float(steps)}
 
 
 def _heart_rate_item(m: dict, where: str, ctx: Context) -> dict:
@@ -267,11 +306,11 @@ def _sleep_item(m: dict, where: str, ctx: Context) -> dict:
 
 
 def flatten_heart_rates(doc: dict, ctx: Context) -> Flattened:
-    return _flatten_buckets(doc, ctx, frozenset({"ts", "bpm", "confidence"}), _heart_rate_item)
+    return _flatten_buckets(doc, ctx, _HR_KEYS, _heart_rate_item, _fast_heart_rate_item)
 
 
 def flatten_steps(doc: dict, ctx: Context) -> Flattened:
-    return _flatten_buckets(doc, ctx, frozenset({"ts", "steps"}), _steps_item)
+    return _flatten_buckets(doc, ctx, _STEP_KEYS, _steps_item, _fast_steps_item)
 
 
 def flatten_sleeps(doc: dict, ctx: Context) -> Flattened:

@@ -82,3 +82,21 @@ def test_air_quality_fast_path_accepts_only_what_the_full_contract_accepts():
     # the marker alone never makes a document bad
     marked = {**good, "_test_bad_kind": "missing_field"}
     assert flatten("air_quality", marked, ctx).row == full
+
+
+def test_bucket_fast_path_gives_the_same_rows_and_reasons_as_the_labelled_checks():
+    from dlt_pipelines import contract
+    from dlt_pipelines.contract import BadDocument, Context
+
+    ctx = Context(now=datetime.now(UTC), known_devices=frozenset({"w-1"}))
+    good = f.heart_rate("w-1", f.BASE, 5)
+    rows = contract.flatten("heart_rates", good, ctx)
+    slow = contract._flatten_buckets(good, ctx, contract._HR_KEYS, contract._heart_rate_item)
+    assert rows.children == slow.children and rows.row == slow.row and rows.row["sample_count"] == 5
+    for collection, doc in f.bad_documents("aq-1", "w-1", f.BASE + timedelta(hours=1)):
+        if collection == "heart_rates":
+            try:
+                contract.flatten(collection, doc, ctx)
+                raise AssertionError(f"{doc['_test_bad_kind']} passed the contract")
+            except BadDocument as bad:
+                assert bad.kind == doc["_test_bad_kind"]
