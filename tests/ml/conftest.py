@@ -1,16 +1,14 @@
-"""Fixtures of the forecasting tests: an MLflow backend on the test PostgreSQL and a synthetic
-``stage.iaq_minutely`` (created here as a plain table per docs/contracts.md §3, so these tests do
-not depend on the dbt project)."""
+"""Fixtures of the forecasting tests: an MLflow backend on the test PostgreSQL. Test data helpers
+are in ml_testdata.py (a module with a unique name: tests/ml is not a package, so it cannot shadow
+the project's ``ml``)."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 
-from iot_core.connections import pg_connect, pg_url
+from iot_core.connections import pg_url
 from iot_core.settings import get_settings
 
 
@@ -33,52 +31,3 @@ def mlflow_backend(services, test_state_dir):
         artifacts.mkdir(parents=True, exist_ok=True)
         mlflow.create_experiment(registry.EXPERIMENT, artifact_location=artifacts.as_uri())
     yield get_settings()
-
-
-def synthetic_iaq(devices: int, minutes: int, end: datetime, seed: int = 0) -> list[tuple]:
-    """Forecastable IAQ: a daily cycle, a 90-minute oscillation with a device-specific phase and
-    AR(1) noise, so learnt models can beat persistence."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(minutes)
-    rows = []
-    start = end - timedelta(minutes=minutes - 1)
-    for d in range(devices):
-        noise = np.zeros(minutes)
-        eps = rng.normal(0, 1.5, minutes)
-        for i in range(1, minutes):
-            noise[i] = 0.8 * noise[i - 1] + eps[i]
-        iaq = (100 + 10 * d + 25 * np.sin(2 * np.pi * (t + 17 * d) / 90)
-               + 15 * np.sin(2 * np.pi * t / 1440) + noise)
-        rows += [(start + timedelta(minutes=int(i)), f"aq-{d:03d}", float(v), False) for i, v in zip(t, iaq, strict=True)]
-    return rows
-
-
-def reset_iaq_minutely(rows: list[tuple]) -> None:
-    """Replace ``stage.iaq_minutely`` by ``rows`` (time, device_id, iaq, is_interpolated)."""
-    with pg_connect("transformer") as conn, conn.cursor() as cur:
-        cur.execute("select table_type from information_schema.tables"
-                    " where table_schema = 'stage' and table_name = 'iaq_minutely'")
-        kind = cur.fetchone()
-        if kind and kind[0] == "VIEW":
-            cur.execute("drop view stage.iaq_minutely cascade")
-        cur.execute("create table if not exists stage.iaq_minutely (time timestamptz not null,"
-                    " device_id text not null, iaq double precision, is_interpolated boolean not null default false,"
-                    " primary key (device_id, time))")
-        cur.execute("truncate stage.iaq_minutely")
-        with cur.copy("copy stage.iaq_minutely (time, device_id, iaq, is_interpolated) from stdin") as copy:
-            for row in rows:
-                copy.write_row(row)
-
-
-def reset_ml_tables() -> None:
-    from ml.schema import ensure_schema
-
-    with pg_connect("transformer") as conn:
-        ensure_schema(conn)
-        conn.execute("truncate ml.predictions, ml.model_candidates, ml.model_selections, ml.forecast_runs")
-        conn.commit()
-
-
-@pytest.fixture
-def now_minute():
-    return datetime.now(UTC).replace(second=0, microsecond=0)

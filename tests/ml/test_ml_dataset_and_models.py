@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from ml_testdata import synthetic_iaq
 
 from ml.dataset import WINDOW, build_dataset, device_windows
 from ml.models import CANDIDATES, ForecastPyfunc, Persistence, errors_by_horizon
-from tests.ml.conftest import synthetic_iaq
 
 END = datetime(2026, 11, 20, tzinfo=UTC)
 

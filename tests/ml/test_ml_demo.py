@@ -8,8 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from click.testing import CliRunner
-
-from tests.ml.conftest import reset_iaq_minutely, reset_ml_tables, synthetic_iaq
+from ml_testdata import reset_iaq_minutely, reset_ml_tables, synthetic_iaq
 
 
 def test_demo_prints_the_summary_and_saves_a_plot(platform, mlflow_backend):

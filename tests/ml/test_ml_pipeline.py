@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from ml_testdata import reset_iaq_minutely, reset_ml_tables, synthetic_iaq
 
 from iot_core.connections import pg_connect
-from tests.ml.conftest import reset_iaq_minutely, reset_ml_tables, synthetic_iaq
 
 DEVICES = 3
 SMALL = {"lightgbm": {"n_estimators": 20}, "mlp": {"max_iter": 30, "hidden_layer_sizes": [32]}}
