@@ -38,12 +38,20 @@ with touched as (
     select distinct device_id, measure_name, {{ local_period(period, 'time') }} as period_start
     from {{ ref('stg_sensor_readings') }}
     where {{ ingested_since() }}
+),
+
+bounds as (
+    select min({{ period_start_ts('period_start') }}) as from_ts,
+           max({{ period_start_ts("(period_start + interval '1 " ~ period ~ "')::date") }}) as to_ts
+    from touched
 )
 
+-- readings matched to touched periods by equality on the computed local period (a range join
+-- per period would compare every period with every reading of the device and measure)
 select
-    t.device_id,
-    t.measure_name,
-    t.period_start as {{ period }}_start,
+    r.device_id,
+    r.measure_name,
+    {{ local_period(period, 'r.time') }} as {{ period }}_start,
     min(r.value) as min_value,
     -- numeric sum: exact, so the result does not depend on the scan order (re-runs are byte-identical)
     avg(r.value::numeric)::double precision as avg_value,
@@ -51,11 +59,10 @@ select
     percentile_cont(0.95) within group (order by r.value) as p95_value,
     count(*) as reading_count,
     max(r._ingested_at) as _ingested_at
-from touched as t
-join {{ ref('stg_sensor_readings') }} as r
-  on r.device_id = t.device_id
- and r.measure_name = t.measure_name
- and r.time >= {{ period_start_ts('t.period_start') }}
- and r.time < {{ period_start_ts("(t.period_start + interval '1 " ~ period ~ "')::date") }}
-group by t.device_id, t.measure_name, t.period_start
+from {{ ref('stg_sensor_readings') }} as r
+cross join bounds
+where r.time >= bounds.from_ts and r.time < bounds.to_ts
+  and (r.device_id, r.measure_name, {{ local_period(period, 'r.time') }})
+      in (select device_id, measure_name, period_start from touched)
+group by r.device_id, r.measure_name, {{ local_period(period, 'r.time') }}
 {% endmacro %}

@@ -27,17 +27,16 @@ with touched as (
     where {{ ingested_since() }}
 )
 select
-    t.device_id,
-    t.measure_name,
-    t.hour,
+    r.device_id,
+    r.measure_name,
+    date_trunc('hour', r.time) as hour,
     min(r.value) as min_value,
     avg(r.value::numeric)::double precision as avg_value,
     max(r.value) as max_value,
     count(*) as reading_count,
     max(r._ingested_at) as _ingested_at
-from touched as t
-join {{ ref('stg_sensor_readings') }} as r
-  on r.device_id = t.device_id and r.measure_name = t.measure_name
- and r.time >= t.hour and r.time < t.hour + interval '1 hour'
-group by t.device_id, t.measure_name, t.hour
+from {{ ref('stg_sensor_readings') }} as r
+where r.time >= (select min(hour) from touched) and r.time < (select max(hour) from touched) + interval '1 hour'
+  and (r.device_id, r.measure_name, date_trunc('hour', r.time)) in (select device_id, measure_name, hour from touched)
+group by r.device_id, r.measure_name, date_trunc('hour', r.time)
 {% endif %}

@@ -45,21 +45,40 @@ touched as (
     where {{ ingested_since('sleep_parts._ingested_at') }}
 ),
 
+bounds as (
+    -- time range of the touched days: lets the sample scans use the (device_id, time) index
+    select min({{ period_start_ts('day') }}) as from_ts, max({{ period_start_ts('day + 1') }}) as to_ts
+    from touched
+),
+
 heart as (
+    -- samples of touched (user, day) pairs, matched by equality on the computed local day (a
+    -- range join per day would compare every day with every sample of the device)
     select
-        t.user_id,
-        t.day,
+        o.user_id,
+        {{ local_period('day', 'h.time') }} as day,
         h.bpm,
         h._ingested_at,
-        exists (
-            select 1 from sleep_parts as sp
-            where sp.user_id = t.user_id and h.time >= sp.part_start and h.time < sp.part_end
-        ) as is_sleeping
-    from touched as t
-    join owned as o on o.user_id = t.user_id
-    join {{ ref('stg_heart_rate') }} as h
-      on h.device_id = o.device_id
-     and h.time >= {{ period_start_ts('t.day') }} and h.time < {{ period_start_ts('t.day + 1') }}
+        asleep.is_sleeping is not null as is_sleeping
+    from {{ ref('stg_heart_rate') }} as h
+    join owned as o on o.device_id = h.device_id
+    cross join bounds
+    left join lateral (
+        -- sessions of one device do not overlap: the latest one starting before the sample is
+        -- the only candidate (one index probe per owned device)
+        select true as is_sleeping
+        from owned as o2
+        cross join lateral (
+            select s.end_ts from {{ ref('stg_sleep_sessions') }} as s
+            where s.device_id = o2.device_id and s.start_ts <= h.time
+            order by s.start_ts desc
+            limit 1
+        ) as last_sleep
+        where o2.user_id = o.user_id and last_sleep.end_ts > h.time
+        limit 1
+    ) as asleep on true
+    where h.time >= bounds.from_ts and h.time < bounds.to_ts
+      and (o.user_id, {{ local_period('day', 'h.time') }}) in (select user_id, day from touched)
 ),
 
 heart_daily as (
@@ -78,13 +97,14 @@ heart_daily as (
 ),
 
 steps_daily as (
-    select t.user_id, t.day, sum(st.steps) as steps, max(st._ingested_at) as _ingested_at
-    from touched as t
-    join owned as o on o.user_id = t.user_id
-    join {{ ref('stg_steps') }} as st
-      on st.device_id = o.device_id
-     and st.time >= {{ period_start_ts('t.day') }} and st.time < {{ period_start_ts('t.day + 1') }}
-    group by t.user_id, t.day
+    select o.user_id, {{ local_period('day', 'st.time') }} as day, sum(st.steps) as steps,
+           max(st._ingested_at) as _ingested_at
+    from {{ ref('stg_steps') }} as st
+    join owned as o on o.device_id = st.device_id
+    cross join bounds
+    where st.time >= bounds.from_ts and st.time < bounds.to_ts
+      and (o.user_id, {{ local_period('day', 'st.time') }}) in (select user_id, day from touched)
+    group by o.user_id, {{ local_period('day', 'st.time') }}
 ),
 
 sleep_daily as (

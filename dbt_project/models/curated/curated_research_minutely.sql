@@ -35,23 +35,31 @@ touched as (
     where s.time >= date_trunc('minute', c.share_with_research_asof) and {{ ingested_since('s._ingested_at') }}
 ),
 
+bounds as (
+    select min(minute) as from_ts, max(minute) + interval '1 minute' as to_ts from touched
+),
+
 heart as (
-    select t.user_id, t.minute, avg(h.bpm) as avg_bpm, count(*) as heart_rate_samples,
-           max(h._ingested_at) as _ingested_at
-    from touched as t
-    join consenting as c on c.user_id = t.user_id
-    join {{ ref('stg_heart_rate') }} as h
-      on h.device_id = c.device_id and h.time >= t.minute and h.time < t.minute + interval '1 minute'
-    group by t.user_id, t.minute
+    -- matched by equality on the minute (not a range join per minute)
+    select c.user_id, date_trunc('minute', h.time) as minute, avg(h.bpm::numeric) as avg_bpm,
+           count(*) as heart_rate_samples, max(h._ingested_at) as _ingested_at
+    from {{ ref('stg_heart_rate') }} as h
+    join consenting as c on c.device_id = h.device_id
+    cross join bounds
+    where h.time >= bounds.from_ts and h.time < bounds.to_ts
+      and (c.user_id, date_trunc('minute', h.time)) in (select user_id, minute from touched)
+    group by c.user_id, date_trunc('minute', h.time)
 ),
 
 steps as (
-    select t.user_id, t.minute, sum(s.steps) as steps, max(s._ingested_at) as _ingested_at
-    from touched as t
-    join consenting as c on c.user_id = t.user_id
-    join {{ ref('stg_steps') }} as s
-      on s.device_id = c.device_id and s.time >= t.minute and s.time < t.minute + interval '1 minute'
-    group by t.user_id, t.minute
+    select c.user_id, date_trunc('minute', s.time) as minute, sum(s.steps) as steps,
+           max(s._ingested_at) as _ingested_at
+    from {{ ref('stg_steps') }} as s
+    join consenting as c on c.device_id = s.device_id
+    cross join bounds
+    where s.time >= bounds.from_ts and s.time < bounds.to_ts
+      and (c.user_id, date_trunc('minute', s.time)) in (select user_id, minute from touched)
+    group by c.user_id, date_trunc('minute', s.time)
 )
 
 select
