@@ -7,7 +7,12 @@ from datetime import datetime
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from orchestration.defaults import DEFAULT_ARGS
-from trips.config import env_config_path, env_gap_minutes, env_lake_root, env_shard_size
+from trips.config import (
+    configured_config_path,
+    configured_gap_minutes,
+    configured_lake_root,
+    configured_shard_size,
+)
 
 DOC = """
 ### trip_summary_daily
@@ -39,11 +44,11 @@ Summarises every trip of one day of the Parquet lake
     tags=["trips", "lake", "seed003"],
     doc_md=DOC,
     params={
-        "config": Param(env_config_path("") or "", type="string", description="path of aggregations.json"),
-        "root": Param(env_lake_root("") or "", type="string", description="lake root (path or s3://...)"),
+        "config": Param(configured_config_path("") or "", type="string", description="path of aggregations.json"),
+        "root": Param(configured_lake_root("") or "", type="string", description="lake root (path or s3://...)"),
         "day": Param("", type="string", description="YYYY-MM-DD to summarise instead of the logical date"),
-        "shard_size": Param(env_shard_size(), type="integer", minimum=1, description="devices per mapped task"),
-        "gap_minutes": Param(env_gap_minutes(), type="number", exclusiveMinimum=0,
+        "shard_size": Param(configured_shard_size(), type="integer", minimum=1, description="devices per mapped task"),
+        "gap_minutes": Param(configured_gap_minutes(), type="number", exclusiveMinimum=0,
                              description="a pause longer than this starts a new trip"),
         "cross_midnight": Param(False, type="boolean", description="let trips continue into the next day"),
     },

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     generator_seed: int = 42
     generator_bad_rate: float = 0.01
 
+    # Trip summary (seed 003): Parquet lake root (local path or s3://bucket/prefix) and config
+    trips_lake_root: str = ""  # required by the job (CLI --root / DAG param otherwise)
+    trips_config: str = ""  # path of aggregations.json (CLI --config / DAG param otherwise)
+    trips_s3_endpoint: str = ""  # S3-compatible endpoint (MinIO, Ceph, ...); empty = AWS
+    trips_gap_minutes: float = 10.0
+    trips_shard_size: int = 25
+
     # Local state (local mode only): data directories, pids and logs
     local_dir: Path = PROJECT_ROOT / ".local"
 

@@ -23,11 +23,6 @@ AGGREGATIONS = ("avg", "max", "min", "sum")
 
 # Environment settings of the trip job (read here, not in iot_core, so the domain package stays
 # self-contained; the lead may mirror them in iot_core.settings / .env).
-ENV_LAKE_ROOT = "TRIPS_LAKE_ROOT"          # local directory or s3://bucket/prefix
-ENV_CONFIG = "TRIPS_CONFIG"                # path of aggregations.json
-ENV_S3_ENDPOINT = "TRIPS_S3_ENDPOINT"      # e.g. http://127.0.0.1:9000 for MinIO / moto; empty = AWS
-ENV_GAP_MINUTES = "TRIPS_GAP_MINUTES"      # a gap longer than this starts a new trip (default 10)
-ENV_SHARD_SIZE = "TRIPS_SHARD_SIZE"        # devices per DAG shard (default 25)
 
 
 class ConfigError(ValueError):
@@ -160,21 +155,27 @@ def load_config(path: str | os.PathLike) -> TripConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def env_lake_root(default: str | None = None) -> str | None:
-    return os.environ.get(ENV_LAKE_ROOT) or default
+def _settings():
+    from iot_core.settings import get_settings  # the one reader of .env and the environment
+
+    return get_settings()
 
 
-def env_config_path(default: str | None = None) -> str | None:
-    return os.environ.get(ENV_CONFIG) or default
+def configured_lake_root(default: str | None = None) -> str | None:
+    return _settings().trips_lake_root or default
 
 
-def env_s3_endpoint() -> str | None:
-    return os.environ.get(ENV_S3_ENDPOINT) or None
+def configured_config_path(default: str | None = None) -> str | None:
+    return _settings().trips_config or default
 
 
-def env_gap_minutes() -> float:
-    return float(os.environ.get(ENV_GAP_MINUTES) or 10)
+def configured_s3_endpoint() -> str | None:
+    return _settings().trips_s3_endpoint or None
 
 
-def env_shard_size() -> int:
-    return int(os.environ.get(ENV_SHARD_SIZE) or 25)
+def configured_gap_minutes() -> float:
+    return _settings().trips_gap_minutes
+
+
+def configured_shard_size() -> int:
+    return _settings().trips_shard_size

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trips.config import env_s3_endpoint
+from trips.config import configured_s3_endpoint
 
 if TYPE_CHECKING:  # pyarrow costs ~0.4 s of start-up: the local path of `iot trips` never imports it
     import duckdb
@@ -43,7 +43,7 @@ class Lake:
             self.base = root[len("s3://"):].strip("/")
             if not self.base:
                 raise ValueError(f"S3 lake root needs a bucket: {root!r}")
-            self._fs = _s3_filesystem(s3_endpoint or env_s3_endpoint())
+            self._fs = _s3_filesystem(s3_endpoint or configured_s3_endpoint())
             self.root = f"s3://{self.base}"
         else:
             self.base = str(Path(root).resolve())

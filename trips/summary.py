@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from trips.config import TripConfig, env_gap_minutes, env_shard_size
+from trips.config import TripConfig, configured_gap_minutes, configured_shard_size
 from trips.lake import Lake
 
 if TYPE_CHECKING:  # pyarrow is imported only where a caller asks for an Arrow table (not by `iot trips`)
@@ -69,11 +69,11 @@ class Options:
     # Default: TRIPS_SHARD_SIZE (25), so a DAG shard is one slice and the DAG writes the CLI's bits.
     # Each slice costs a fixed ~50 ms (a DuckDB instance, footers, query planning): not much smaller.
     threads: int | None = None
-    slice_devices: int = field(default_factory=lambda: env_shard_size())
+    slice_devices: int = field(default_factory=lambda: configured_shard_size())
 
     @classmethod
     def from_env(cls, **overrides) -> Options:
-        return cls(**{"gap_minutes": env_gap_minutes(), **overrides})
+        return cls(**{"gap_minutes": configured_gap_minutes(), **overrides})
 
     def slices(self, devices: list[str]) -> list[list[str]]:
         if self.slice_devices < 1:

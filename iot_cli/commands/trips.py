@@ -10,19 +10,25 @@ from datetime import date
 
 import click
 
-from trips.config import ConfigError, env_config_path, env_gap_minutes, env_lake_root, load_config
+from trips.config import (
+    ConfigError,
+    configured_config_path,
+    configured_gap_minutes,
+    configured_lake_root,
+    load_config,
+)
 from trips.lake import Lake
 from trips.summary import Options, run_days
 
 
 @click.command(name="trips")
-@click.option("--config", "config_path", default=lambda: env_config_path(), show_default="$TRIPS_CONFIG",
+@click.option("--config", "config_path", default=lambda: configured_config_path(), show_default="$TRIPS_CONFIG",
               help="aggregations.json (seed 003 format).")
-@click.option("--root", default=lambda: env_lake_root(), show_default="$TRIPS_LAKE_ROOT",
+@click.option("--root", default=lambda: configured_lake_root(), show_default="$TRIPS_LAKE_ROOT",
               help="Lake root: a directory or s3://bucket/prefix.")
 @click.option("--start", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day, inclusive (default: --start).")
-@click.option("--gap-minutes", type=float, default=lambda: env_gap_minutes(), show_default="10",
+@click.option("--gap-minutes", type=float, default=lambda: configured_gap_minutes(), show_default="10",
               help="A pause longer than this starts a new trip.")
 @click.option("--cross-midnight/--split-at-midnight", default=False, show_default=True,
               help="Let a trip continue into the next day's files (the seed splits trips at midnight).")
