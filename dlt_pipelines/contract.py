@@ -282,7 +282,7 @@ def _fast_steps_item(m: dict, ctx: Context) -> dict | None:
     ts, steps = m["ts"], m["steps"]
     if not _plain_time(ts, ctx) or type(steps) is not int or not 0 <= steps <= 400:
         return None
-    return {"ts": ts, "steps": float(steps)}
+    return {"ts": ts, "steps": steps}
 
 
 def _heart_rate_item(m: dict, where: str, ctx: Context) -> dict:
@@ -293,7 +293,7 @@ def _heart_rate_item(m: dict, where: str, ctx: Context) -> dict:
 
 def _steps_item(m: dict, where: str, ctx: Context) -> dict:
     return {"ts": timestamp(m, "ts", ctx, f"{where}.ts"),
-            "steps": float(number(m, "steps", 0, 400, f"{where}.steps", integral=True))}
+            "steps": int(number(m, "steps", 0, 400, f"{where}.steps", integral=True))}
 
 
 def _sleep_item(m: dict, where: str, ctx: Context) -> dict:

@@ -156,7 +156,8 @@ def ensure_staging_schema() -> None:
 
 
 def ensure_indexes() -> None:
-    """A unique index on each table's merge key (so merges are index lookups, not scans), idempotent."""
+    """A unique index on each table's merge key (so merges are index lookups, not scans) and an
+    ``_ingested_at`` index for the stage models' incremental reads; idempotent."""
     from psycopg import sql
 
     with pg_connect("loader", autocommit=True) as conn:
@@ -168,6 +169,10 @@ def ensure_indexes() -> None:
             conn.execute(sql.SQL("create unique index if not exists {} on {}.{} ({})").format(
                 sql.Identifier(f"{table}_key_uq"), sql.Identifier(DATASET), sql.Identifier(table),
                 sql.SQL(", ").join(map(sql.Identifier, key))))
+            if table in tables.CURSOR_INDEXED:
+                # the stage models read raw incrementally by _ingested_at: without it every run scans raw
+                conn.execute(sql.SQL("create index if not exists {} on {}.{} (_ingested_at)").format(
+                    sql.Identifier(f"{table}_ingested_idx"), sql.Identifier(DATASET), sql.Identifier(table)))
 
 
 def known_device_ids(db) -> frozenset[str]:

@@ -38,7 +38,7 @@ PARENT_SCHEMAS: dict[str, pa.Schema] = {
 _CHILD_KEY = [pa.field("_parent_id", STR, nullable=False), pa.field("idx", pa.int32(), nullable=False)]
 CHILD_SCHEMAS: dict[str, pa.Schema] = {
     "heart_rates": pa.schema([*_CHILD_KEY, ("ts", TS), ("bpm", F64), ("confidence", F64), ("_ingested_at", TS)]),
-    "steps": pa.schema([*_CHILD_KEY, ("ts", TS), ("steps", F64), ("_ingested_at", TS)]),
+    "steps": pa.schema([*_CHILD_KEY, ("ts", TS), ("steps", pa.int64()), ("_ingested_at", TS)]),
     "sleeps": pa.schema([*_CHILD_KEY, ("start_ts", TS), ("end_ts", TS), ("duration", pa.int64()),
                          ("_ingested_at", TS)]),
 }
@@ -52,6 +52,10 @@ JSON_COLUMNS = {"users": ("devices",), "devices": ("history",), QUARANTINE: ("do
 PARENT_KEY = ("_id",)
 CHILD_KEY = ("_parent_id", "idx")
 QUARANTINE_KEY = ("collection", "source_id")
+
+
+# Tables whose `_ingested_at` the stage models use as their incremental cursor (indexed).
+CURSOR_INDEXED = (*PARENT_SCHEMAS, QUARANTINE)
 
 
 def child_table(collection: str) -> str:

@@ -33,7 +33,11 @@ def test_first_load_lands_every_collection_typed(fresh, raw):
     assert raw("select count(*), sum(sample_count) from raw.heart_rates") == [(3, 15)]
     assert raw("select bpm, confidence from raw.heart_rates__metrics where idx = 2 order by _parent_id limit 1") \
         == [(62.0, 2.0)]
-    assert raw("select count(*) from raw.steps__metrics") == [(15,)]
+    assert raw("select count(*), sum(steps) from raw.steps__metrics") == [(15, 1050)]
+    assert raw("select data_type from information_schema.columns where table_schema = 'raw'"
+               " and table_name = 'steps__metrics' and column_name = 'steps'") == [("bigint",)]
+    assert raw("select count(*) from pg_indexes where schemaname = 'raw' and indexname like '%%_ingested_idx'") \
+        == [(7,)]
     assert raw("select duration from raw.sleeps__metrics") == [(25_800_000,)]
     assert raw("select devices from raw.users") == [(["w-1"],)]
     assert raw("select kind, lat, manufacturer_name, history->0->>'action' from raw.devices where _id = 'aq-1'") \
