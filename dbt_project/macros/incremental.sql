@@ -3,12 +3,23 @@
     already seen; merging them again on the natural key changes nothing. -#}
 {% macro ingested_since(column='_ingested_at', relation=none) -%}
   {%- if is_incremental() -%}
-    {{ column }} > (
-      select coalesce(max(_ingested_at), '-infinity'::timestamptz) - interval '{{ var("lookback_minutes") }} minutes'
-      from {{ relation or this }}
-    )
+    {{ column }} > {{ cursor_literal("select max(_ingested_at) from " ~ (relation or this)) }}
   {%- else -%}
     true
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The cursor minus the look-back, fetched when the model is compiled and written into the SQL
+    as a constant: with a sub-select PostgreSQL cannot know how selective the filter is, guesses
+    a third of the table and scans it whole, which made every incremental run as slow as the
+    history is long. With the constant it sees the few new rows and uses the _ingested_at index. -#}
+{% macro cursor_literal(max_sql) -%}
+  {%- if execute -%}
+    {%- set result = run_query("select coalesce(extract(epoch from (" ~ max_sql ~ ") - interval '"
+                               ~ var('lookback_minutes') ~ " minutes'), 0)::double precision") -%}
+    to_timestamp({{ result.columns[0].values()[0] }})
+  {%- else -%}
+    to_timestamp(0)
   {%- endif -%}
 {%- endmacro %}
 
@@ -27,10 +38,8 @@
     ops.transform_watermarks: read here, advanced by save_watermark() after the run. -#}
 {% macro watermark_since(column='_ingested_at') -%}
   {%- if is_incremental() -%}
-    {{ column }} > (
-      select coalesce(max(ingested_at), '-infinity'::timestamptz) - interval '{{ var("lookback_minutes") }} minutes'
-      from ops.transform_watermarks where model = '{{ this.identifier }}'
-    )
+    {{ column }} > {{ cursor_literal("select max(ingested_at) from ops.transform_watermarks where model = '"
+                                     ~ this.identifier ~ "'") }}
   {%- else -%}
     true
   {%- endif -%}
