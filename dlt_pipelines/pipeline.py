@@ -142,17 +142,13 @@ def raw_source(collections: Iterable[str], window_end: datetime, known_devices: 
 
 # ------------------------------------------------------------------ warehouse housekeeping
 def ensure_staging_schema() -> None:
-    """dlt merges through a staging schema; the loader role may not create schemas, so the superuser
-    creates it once (owned by the loader), as warehouse/init does for ``raw``."""
+    """dlt merges through a staging schema. The loader may not create schemas (least privilege):
+    warehouse/init creates it, owned by the loader, as it does ``raw``."""
     with pg_connect("loader", autocommit=True) as conn:
         if conn.execute("select 1 from pg_namespace where nspname = %s", (STAGING_DATASET,)).fetchone():
             return
-    from psycopg import sql
-
-    loader_user = get_settings().role_credentials("loader")[0]
-    with pg_connect("superuser", autocommit=True) as conn:
-        conn.execute(sql.SQL("create schema if not exists {} authorization {}").format(
-            sql.Identifier(STAGING_DATASET), sql.Identifier(loader_user)))
+    raise RuntimeError(f"schema {STAGING_DATASET!r} is missing from the warehouse: run the warehouse "
+                       "init SQL (`make up` does; Docker: warehouse/init via docker/timescaledb/initdb.sh)")
 
 
 def ensure_indexes() -> None:

@@ -2,7 +2,7 @@
 -- Run with psql as the superuser connected to the warehouse database, with the same -v
 -- variables as 01_roles_and_databases.sql. Idempotent.
 --
---   raw      written by the loader (dlt); read by the transformer
+--   raw      written by the loader (dlt; raw_staging is its merge scratch space); read by the transformer
 --   stage    \
 --   agg       } written by the transformer (dbt); agg and curated read by analysts;
 --   curated  /  stage, agg and ml read by the API
@@ -19,6 +19,8 @@ WHERE EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 SELECT format('CREATE SCHEMA IF NOT EXISTS raw AUTHORIZATION %I', :'loader_user') \gexec
+-- dlt merges through a staging dataset next to raw; the loader owns it too
+SELECT format('CREATE SCHEMA IF NOT EXISTS raw_staging AUTHORIZATION %I', :'loader_user') \gexec
 SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', s, :'transformer_user')
 FROM unnest(ARRAY['stage', 'agg', 'curated', 'ml', 'ops']) AS s \gexec
 
