@@ -46,3 +46,29 @@ def write_result(name: str, result: dict) -> Path:
     path.write_text(json.dumps(payload, indent=2, default=str))
     print(json.dumps(payload, indent=2, default=str))
     return path
+
+
+def start_throwaway_servers(state_dir: Path, mongo: bool = False, env: dict[str, str] | None = None):
+    """A PostgreSQL cluster (and optionally a MongoDB-protocol server) on free ports under
+    ``state_dir``, with the platform's init SQL applied; the settings point at them.
+
+    Returns ``(settings, cluster, mongo_process_or_None)``; the caller stops both.
+    """
+    import os
+
+    from iot_cli.localstack import mongo as mongo_server
+    from iot_cli.localstack import postgres
+    from iot_cli.localstack.process import free_port
+    from iot_core.settings import get_settings
+
+    os.environ.update({"PG_PORT": str(free_port()), "LOCAL_DIR": str(state_dir), **(env or {})})
+    if mongo:
+        os.environ["MONGO_PORT"] = str(free_port())
+    get_settings.cache_clear()
+    settings = get_settings()
+    cluster = postgres.cluster_for(settings, data_dir=state_dir / "pg" / "data")
+    cluster.init()
+    cluster.start()
+    cluster.apply_init_sql(settings)
+    mongo_proc = mongo_server.start(settings, state_dir) if mongo else None
+    return settings, cluster, mongo_proc

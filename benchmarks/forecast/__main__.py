@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import peak_rss_mb, timer, write_result
+from benchmarks.common import peak_rss_mb, start_throwaway_servers, timer, write_result
 
 NAME = "forecast"
 SHARED_DATA = Path(os.environ.get("IOT_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")) / "data"
@@ -113,18 +113,10 @@ def synthetic_minutes(devices: int, minutes: int, end: datetime, seed: int = 1) 
 
 
 def start_warehouse(state_dir: Path):
-    from iot_cli.localstack import postgres
-    from iot_cli.localstack.process import free_port
     from iot_core.connections import pg_url
     from iot_core.settings import get_settings
 
-    os.environ.update({"PG_PORT": str(free_port()), "LOCAL_DIR": str(state_dir)})
-    get_settings.cache_clear()
-    settings = get_settings()
-    cluster = postgres.cluster_for(settings, data_dir=state_dir / "pg" / "data")
-    cluster.init()
-    cluster.start()
-    cluster.apply_init_sql(settings)
+    settings, cluster, _ = start_throwaway_servers(state_dir)
     os.environ["MLFLOW_TRACKING_URI"] = pg_url("mlflow", settings.mlflow_db, driver="postgresql+psycopg2")
     get_settings.cache_clear()
     return get_settings(), cluster

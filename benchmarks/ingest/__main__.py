@@ -27,7 +27,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.common import timer, write_result
+from benchmarks.common import start_throwaway_servers, timer, write_result
 
 NAME = "ingest"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -62,20 +62,8 @@ def parse_args(argv):
 
 
 def start_servers(state_dir: Path):
-    from iot_cli.localstack import mongo, postgres
-    from iot_cli.localstack.process import free_port
-    from iot_core.settings import get_settings
-
-    os.environ.update({"PG_PORT": str(free_port()), "MONGO_PORT": str(free_port()), "MONGO_DB": "iot_bench",
-                       "LOCAL_DIR": str(state_dir), "IOT_EXTRACT_SETTLE_SECONDS": "0"})
-    get_settings.cache_clear()
-    settings = get_settings()
-    cluster = postgres.cluster_for(settings, data_dir=state_dir / "pg" / "data")
-    cluster.init()
-    cluster.start()
-    cluster.apply_init_sql(settings)
-    mongo_proc = mongo.start(settings, state_dir)
-    return settings, cluster, mongo_proc
+    return start_throwaway_servers(state_dir, mongo=True,
+                                   env={"MONGO_DB": "iot_bench", "IOT_EXTRACT_SETTLE_SECONDS": "0"})
 
 
 def generate(db, sensors: int, users: int, hours: float, bad_rate: float) -> dict:
