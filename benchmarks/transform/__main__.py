@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
             "stage_readings_rows": _row_count(settings, "stage.stg_sensor_readings"),
             "iaq_minutely_rows": _row_count(settings, "stage.iaq_minutely"),
             "heart_rate_rows": _row_count(settings, "stage.stg_heart_rate"),
-            "agg_user_daily_rows": _row_count(settings, "agg.agg_user_daily"),
+            "agg_user_daily_rows": None if full_build is None else _row_count(settings, "agg.agg_user_daily"),
         }
         result["slowest_nodes_s"] = model_seconds
         result["peak_rss_mb"] = round(peak_rss_mb(), 1)
