@@ -88,7 +88,9 @@
     {% endif %}
   {%- endcall %}
 
-  {% do persist_docs(target_relation, model) %}
+  {#- TimescaleDB shows a continuous aggregate to users as a plain view (relkind 'v'):
+      COMMENT ON MATERIALIZED VIEW fails on it, COMMENT ON VIEW / COLUMN work. -#}
+  {% do persist_docs(this.incorporate(type='view'), model) %}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   {% do adapter.commit() %}
   {{ run_hooks(post_hooks, inside_transaction=False) }}

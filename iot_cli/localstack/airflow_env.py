@@ -37,6 +37,8 @@ def airflow_env(settings: Settings, airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__API__HOST": "127.0.0.1",
         # one API worker process: sized for a 2-core machine
         "AIRFLOW__API__WORKERS": "1",
+        # offline machines: Cosmos would otherwise try to send usage telemetry on every task
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_admin_user}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "simple_auth_manager_passwords.json"),

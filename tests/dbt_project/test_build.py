@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import DAY, FIRST_LOAD_AT, snapshot  # noqa: F401  (pytest puts this folder on sys.path)
+from dbt_support import DAY, FIRST_LOAD_AT, snapshot  # noqa: F401  (pytest puts this folder on sys.path)
 
 from dbt_project.raw_fixture import RawWriter
 from dbt_project.runner import build

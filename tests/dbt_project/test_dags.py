@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import TEST_DB, snapshot
+from dbt_support import TEST_DB, snapshot
 
 from iot_core.connections import mongo_client, mongo_db, pg_connect
 from iot_core.settings import get_settings
@@ -43,7 +43,7 @@ def test_dags_are_documented_and_render_one_task_per_model_with_tests(load_dag):
 def master_env(platform, wh, tmp_path, monkeypatch):
     """Point the process settings at the isolated warehouse, a MongoDB database of its own and a
     dlt state directory of its own, with the generators' data in MongoDB."""
-    from conftest import fresh_warehouse
+    from dbt_support import fresh_warehouse
 
     from generators import MongoWriter, backfill, build_fleet
 

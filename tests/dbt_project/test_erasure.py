@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import DAY, fresh_warehouse, load_scenario
+from dbt_support import DAY, fresh_warehouse, load_scenario
 
 from dbt_project.runner import build
 from iot_core.connections import mongo_client, mongo_db, pg_connect

@@ -3,7 +3,7 @@ no exception, idempotent."""
 
 from __future__ import annotations
 
-from conftest import fresh_warehouse, load_scenario
+from dbt_support import fresh_warehouse, load_scenario
 
 from iot_core.connections import pg_connect
 from quality import validate_raw_increment

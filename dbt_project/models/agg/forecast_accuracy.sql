@@ -6,6 +6,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
+    tags=['daily'],
     unique_key=['day', 'model_name', 'model_version', 'device_id', 'horizon_minutes'],
     indexes=[{'columns': ['day', 'model_name', 'model_version', 'device_id', 'horizon_minutes'], 'unique': True}],
 ) }}
