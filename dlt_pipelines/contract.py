@@ -177,12 +177,17 @@ def no_unknown_fields(doc: dict, allowed: frozenset[str], where: str) -> None:
                           f"unexpected field(s) {sorted(map(str, extra))} in {where}")
 
 
-def metrics_list(doc: dict, item_fields: frozenset[str]) -> list[dict]:
-    if "metrics" not in doc:
-        raise BadDocument("missing_field", "metrics is missing")
-    items = doc["metrics"]
+def required_list(doc: dict, field: str) -> list:
+    if field not in doc:
+        raise BadDocument("missing_field", f"{field} is missing")
+    items = doc[field]
     if type(items) is not list:
-        raise BadDocument("wrong_type", f"metrics is {type(items).__name__}, expected list")
+        raise BadDocument("wrong_type", f"{field} is {type(items).__name__}, expected list")
+    return items
+
+
+def metrics_list(doc: dict, item_fields: frozenset[str]) -> list[dict]:
+    items = required_list(doc, "metrics")
     for i, item in enumerate(items):
         if type(item) is not dict:
             raise BadDocument("nested_junk", f"metrics[{i}] is {type(item).__name__}, expected an object")
@@ -336,11 +341,7 @@ def flatten_users(doc: dict, ctx: Context) -> Flattened:
     row["created_at"] = timestamp(doc, "created_at", ctx)
     for consent in ("share_with_research_asof", "share_with_public_asof", "share_with_friends_asof"):
         row[consent] = timestamp(doc, consent, ctx, nullable=True)
-    if "devices" not in doc:
-        raise BadDocument("missing_field", "devices is missing")
-    devices = doc["devices"]
-    if type(devices) is not list:
-        raise BadDocument("wrong_type", f"devices is {type(devices).__name__}, expected list")
+    devices = required_list(doc, "devices")
     for i, d in enumerate(devices):
         if type(d) is not str:
             raise BadDocument("nested_junk", f"devices[{i}] is {type(d).__name__}, expected str")

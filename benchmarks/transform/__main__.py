@@ -22,24 +22,13 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.common import peak_rss_mb, timer, write_result
+from benchmarks.common import peak_rss_mb, start_throwaway_servers, timer, write_result
 
 log = logging.getLogger("benchmarks.transform")
 
 
 def _start_cluster(state_dir: Path):
-    from iot_cli.localstack import postgres
-    from iot_cli.localstack.process import free_port
-    from iot_core.settings import get_settings
-
-    os.environ["PG_PORT"] = str(free_port())
-    os.environ["LOCAL_DIR"] = str(state_dir)
-    get_settings.cache_clear()
-    settings = get_settings()
-    cluster = postgres.cluster_for(settings, data_dir=state_dir / "pg" / "data")
-    cluster.init()
-    cluster.start()
-    cluster.apply_init_sql(settings)
+    settings, cluster, _ = start_throwaway_servers(state_dir)
     return settings, cluster
 
 
