@@ -30,7 +30,9 @@ def test_every_bad_kind_is_quarantined_with_its_reason_and_good_documents_load(f
         fresh.air_quality.insert_one(duplicate)
         raise AssertionError("MongoDB accepted a duplicate _id")
     except DuplicateKeyError:
-        fresh.rejected_writes.insert_one(f.rejected_write("air_quality", duplicate))
+        # stamped like the other documents: one written in the same millisecond as the extract's
+        # window end belongs to the next run (the window is [start, end)), not to this one
+        fresh.rejected_writes.insert_one({**f.rejected_write("air_quality", duplicate), "_ingested_at": now})
 
     result = load_raw()
 
