@@ -6,8 +6,6 @@ Run: ``uvicorn api.app:app --port $API_PORT`` (started by ``make up``). Every en
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
@@ -23,9 +21,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from api import keys
 from api.envelope import BadToken, decode_token, envelope
+from exports import sensor_csv
 from iot_core.connections import mongo_client, mongo_db, pg_connect
 
-READINGS_ORDER = ("iaq", "temperature", "humidity", "pressure", "voc", "co2", "iaq_accuracy")
+READINGS_ORDER = sensor_csv.MEASURES
 MAX_PAGE = 10_000
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -192,32 +191,12 @@ def get_sensors(conn: Conn, limit: LimitQ = 1000, next_token: TokenQ = None) -> 
 @app.get("/sensorsdata/export", summary="CSV export: one row per device and time, one column per measure")
 def export_csv(conn: Conn, from_: FromQ, to: ToQ, device: Annotated[str | None, Query()] = None) -> StreamingResponse:
     start, end = _window(from_, to)
-    pivot = ", ".join(f"max(value) filter (where measure_name = '{m}') as {m}" for m in READINGS_ORDER)
-    sql = f"""
-        select time, device_id, {pivot} from stage.stg_sensor_readings
-        where time between %(start)s and %(end)s and (%(device)s::text is null or device_id = %(device)s)
-        group by time, device_id order by device_id, time"""
-    params = {"start": start, "end": end, "device": device}
-    _query(conn, "select 1 from stage.stg_sensor_readings limit 0", {})  # 503 before streaming starts
-
-    def rows() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["time", "deviceId", *READINGS_ORDER])
-        # its own connection: the request's one is released when the handler returns
-        with pg_connect("api") as stream_conn, stream_conn.cursor(name="export") as cur:
-            cur.itersize = 5000  # server-side cursor: constant memory whatever the range
-            cur.execute(sql, params)
-            for r in cur:
-                writer.writerow([r[0].isoformat(), *r[1:]])
-                if buf.tell() > 1 << 16:
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-        yield buf.getvalue()
-
+    _query(conn, f"select 1 from {sensor_csv.SOURCE_TABLE} limit 0", {})  # 503 before streaming starts
+    # `to` is inclusive here (seed 000); the export's windows are half-open. The CSV streams on
+    # its own connection: the request's one is released when the handler returns.
+    chunks = sensor_csv.csv_chunks(start, end + timedelta(microseconds=1), device)
     name = f"sensorsdata_{start:%Y%m%d}_{end:%Y%m%d}.csv"
-    return StreamingResponse(rows(), media_type="text/csv",
+    return StreamingResponse(chunks, media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

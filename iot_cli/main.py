@@ -15,6 +15,7 @@ COMMANDS = {
     "extract": "extract",
     "transform": "transform",
     "erase-user": "erase_user",
+    "export-csv": "export_csv",
     "train": "train",
     "forecast": "forecast",
     "demo": "demo",

@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     airflow_fernet_key: SecretStr = SecretStr("")
     airflow_dags_paused_at_creation: bool = True
     airflow_parallelism: int = 4
+    # iot_raw_extract: "@continuous" (the next run starts when one ends: freshest stage) or a cron
+    # expression / preset; env EXTRACT_SCHEDULE (the older name IOT_EXTRACT_SCHEDULE still counts)
+    extract_schedule: str = Field("@continuous",
+                                  validation_alias=AliasChoices("extract_schedule", "iot_extract_schedule"))
 
     # MLflow
     mlflow_port: int = 5000
@@ -74,6 +78,10 @@ class Settings(BaseSettings):
     generator_sensors: int = 5
     generator_seed: int = 42
     generator_bad_rate: float = 0.01
+
+    # CSV exports of the sensor readings (seed 000): a directory; empty = <LOCAL_DIR>/exports
+    export_dir: str = ""
+    export_latest_days: int = 7
 
     # Trip summary (seed 003): Parquet lake root (local path or s3://bucket/prefix) and config
     trips_lake_root: str = ""  # required by the job (CLI --root / DAG param otherwise)
