@@ -15,8 +15,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from dbt_project.cosmos_render import dbt_task_group
 from orchestration.assets import AGG_ASSET, IAQ_MINUTELY_ASSET, STAGE_ASSET
+from orchestration.dbt_tasks import dbt_task_group
 from orchestration.defaults import DEFAULT_ARGS
 
 
