@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from airflow.sdk import dag, task
 
-from orchestration.assets import RAW_ASSETS
+from iot_core.settings import get_settings
+from orchestration.assets import RAW_UPDATES_ALIAS
 from orchestration.defaults import DEFAULT_ARGS
-
-# Cron of the extract; every minute unless the deployment says otherwise.
-SCHEDULE = os.environ.get("IOT_EXTRACT_SCHEDULE", "* * * * *")
 
 DOC = """
 ### iot_raw_extract
@@ -20,23 +17,26 @@ Copies the documents that arrived in MongoDB since the last run (by `_ingested_a
 readings with an old `ts` are included) into the warehouse schema `raw`, one table per
 collection plus `<collection>__metrics` child tables, merged on the source `_id`.
 
-* **extract**: one dlt pipeline run; the collections are read in parallel, each with one range
-  query (no count, no skip/limit), validated against the schema contract in the same pass and
-  written with PostgreSQL COPY (dlt csv loader). Documents that break the contract go to
-  `raw.quarantine` with the reason; the others load. The cursor lives in the warehouse with the
-  data, so a rerun (or another worker) resumes exactly where the last committed load stopped and
-  re-running an interval changes nothing.
-* **publish_<table>**: emits the Airflow asset `raw.<table>` when that table received rows, so
-  downstream DAGs (stage transform) run on new data only; skipped otherwise.
+* **extract** (the only task, so a run costs one task process): one dlt pipeline run; the
+  collections are read in parallel, each with one range query (no count, no skip/limit),
+  validated against the schema contract in the same pass and written with PostgreSQL COPY (dlt
+  csv loader). Documents that break the contract go to `raw.quarantine` with the reason; the
+  others load. The cursor lives in the warehouse with the data, so a rerun (or another worker)
+  resumes exactly where the last committed load stopped and re-running an interval changes nothing.
+  It then announces the asset `raw.<table>` (through the alias `raw.updated_tables`) for each
+  table that received rows, with the row count and dlt load ids in the event's extra, so the stage
+  transform runs on new data only and validates exactly those loads. A run that found nothing
+  new announces nothing.
 
-Schedule: `IOT_EXTRACT_SCHEDULE` (cron, default every minute); one run at a time. See
-docs/extract.md.
+Schedule: `EXTRACT_SCHEDULE` (default `@continuous`: the next run starts as soon as one ends, which
+keeps MongoDB -> stage within seconds; a cron expression such as `* * * * *` trades freshness for
+CPU); one run at a time. See docs/extract.md and docs/forecasting.md (freshness).
 """
 
 
 @dag(
     dag_id="iot_raw_extract",
-    schedule=SCHEDULE,
+    schedule=get_settings().extract_schedule,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -45,27 +45,16 @@ docs/extract.md.
     doc_md=DOC,
 )
 def iot_raw_extract():
-    @task
-    def extract() -> dict:
+    @task(outlets=[RAW_UPDATES_ALIAS])
+    def extract(*, outlet_events=None) -> dict:
         from dlt_pipelines import load_raw
+        from orchestration.raw_events import announce_raw_updates
 
-        return load_raw()
+        result = load_raw()
+        result["announced"] = announce_raw_updates(result, outlet_events[RAW_UPDATES_ALIAS])
+        return result
 
-    @task
-    def publish(result: dict, table: str) -> int:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        if table == "quarantine":
-            rows = sum(result["quarantined"].values())
-        else:
-            rows = sum(n for t, n in result["loaded"].items() if t == table or t.startswith(f"{table}__"))
-        if not rows:
-            raise AirflowSkipException(f"no new rows in raw.{table}")
-        return rows
-
-    result = extract()
-    for table, asset in RAW_ASSETS.items():
-        publish.override(task_id=f"publish_{table}", outlets=[asset], retries=0)(result, table)
+    extract()
 
 
 iot_raw_extract_dag = iot_raw_extract()

@@ -1,23 +1,30 @@
 """
 ### iot_stage_transform
 
-Turns the newest raw increment into the `stage` layer and the research `curated` layer
-(docs/warehouse.md).
+Turns the newest raw increment into the `stage` layer (docs/warehouse.md): the hot path from
+MongoDB to the forecast, so it is kept to what fresh readings need.
 
-* **Schedule**: data-aware, whenever the extract updates any raw table (Airflow assets), so fresh
-  readings reach stage (and the forecast, which waits on `stage.iaq_minutely`) without a clock.
-* **Tasks**: Great Expectations checkpoint over the raw increment (quarantines, never halts),
-  then one task per dbt model of `tag:stage` and `tag:curated` with its tests right after it
-  (astronomer-cosmos).
+* **Schedule**: data-aware, whenever the extract announces new rows in any raw table (Airflow
+  assets); events that arrive while a run is busy are batched into the next run.
+* **build_stage**: one `dbt build` in the task's own process (dbt starts and parses once per run,
+  not once per model) of the stage models that read the raw tables the triggering events name,
+  and their stage descendants, each followed by its data tests (`source:raw.<table>*+,tag:stage`;
+  all of `tag:stage` on a manual run). On success it announces `stage.all` and
+  `stage.iaq_minutely` (the forecast waits on the latter).
+* **validate_raw_increment**: the Great Expectations checkpoint over exactly the dlt loads named
+  by the triggering asset events, beside the build rather than before it (and at a lower CPU
+  priority, so the build gets the cores first): it records results and
+  quarantines rows in `ops`, it never halts, and the stage models' own checks keep bad rows out
+  of stage (`stage.stg_rejects`).
+* The research `curated` layer is not on this path: `iot_curated_transform` builds it.
 * **Idempotent**: incremental models merge on natural keys with a look-back window on
   `_ingested_at`; re-running changes nothing.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 
-from dbt_project.cosmos_render import dbt_task_group
 from orchestration.assets import IAQ_MINUTELY_ASSET, RAW_ASSETS, STAGE_ASSET
 from orchestration.defaults import DEFAULT_ARGS
 
@@ -36,20 +43,29 @@ for asset in RAW_ASSETS.values():
     doc_md=__doc__,
 )
 def iot_stage_transform():
+    # the build goes first when both wait for a worker slot: it is what the forecast waits for
+    @task(outlets=[STAGE_ASSET, IAQ_MINUTELY_ASSET], priority_weight=10)
+    def build_stage() -> dict:
+        from orchestration.dbt_tasks import build_in_process
+        from orchestration.raw_events import stage_selection
+
+        selection = stage_selection(get_current_context().get("triggering_asset_events"))
+        return build_in_process(selection, name="stage")
+
     @task
     def validate_raw_increment() -> dict:
+        from orchestration.dbt_tasks import lower_cpu_priority
+        from orchestration.raw_events import load_ids_of
         from quality import validate_raw_increment as run_checkpoint
 
-        return run_checkpoint()
+        lower_cpu_priority()  # the build beside it is what the forecast waits for
 
-    @task(outlets=[STAGE_ASSET, IAQ_MINUTELY_ASSET])
-    def stage_done() -> None:
-        """Marks stage as updated (consumers: forecast, agg)."""
+        load_ids = load_ids_of(get_current_context().get("triggering_asset_events"))
+        # a manual run (no events) validates the newest load of each table
+        return run_checkpoint(load_ids=load_ids or None)
 
-    stage = dbt_task_group("stage", ["tag:stage"])
-    curated = dbt_task_group("curated", ["tag:curated"])
-    # the forecast waits on stage.iaq_minutely only: announce it before the research tables
-    validate_raw_increment() >> stage >> [stage_done(), curated]
+    build_stage()
+    validate_raw_increment()
 
 
 iot_stage_transform_dag = iot_stage_transform()

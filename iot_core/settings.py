@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     airflow_jwt_secret: SecretStr = SecretStr("")
     airflow_fernet_key: SecretStr = SecretStr("")
     airflow_dags_paused_at_creation: bool = True
-    airflow_parallelism: int = 4
+    airflow_parallelism: int = 6
     # iot_raw_extract: "@continuous" (the next run starts when one ends: freshest stage) or a cron
     # expression / preset; env EXTRACT_SCHEDULE (the older name IOT_EXTRACT_SCHEDULE still counts)
     extract_schedule: str = Field("@continuous",

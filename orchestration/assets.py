@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAlias
 
 RAW_TABLES = ("air_quality", "heart_rates", "steps", "sleeps", "users", "devices", "quarantine")
 
@@ -12,6 +12,9 @@ def warehouse_asset(schema: str, table: str) -> Asset:
 
 
 RAW_ASSETS = {t: warehouse_asset("raw", t) for t in RAW_TABLES}
+# the extract's one outlet: at run time it resolves to the raw assets of the tables that got rows,
+# so a run announces only those (a task's fixed outlets would all be announced on success)
+RAW_UPDATES_ALIAS = AssetAlias(name="raw.updated_tables", group="warehouse")
 STAGE_ASSET = warehouse_asset("stage", "all")          # emitted when a stage run finishes
 IAQ_MINUTELY_ASSET = warehouse_asset("stage", "iaq_minutely")
 AGG_ASSET = warehouse_asset("agg", "all")

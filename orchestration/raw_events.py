@@ -1,0 +1,63 @@
+"""Asset events between the extract and the stage transform.
+
+The extract announces ``raw.<table>`` only for the tables that received rows in its run, with the
+dlt load ids in the event's extra; the stage transform reads those ids back from the events that
+triggered it, so the data-quality checkpoint validates exactly the loads the run covers (all of
+them, however many extract runs were batched into one stage run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from orchestration.assets import RAW_ASSETS
+
+
+def rows_per_raw_asset(result: Mapping[str, Any]) -> dict[str, int]:
+    """Rows an extract result (``dlt_pipelines.load_raw``) added per raw asset; only tables with rows.
+
+    Child tables (``air_quality__metrics``) count towards their parent's asset.
+    """
+    rows: dict[str, int] = {}
+    for table in RAW_ASSETS:
+        if table == "quarantine":
+            n = sum((result.get("quarantined") or {}).values())
+        else:
+            n = sum(count for name, count in (result.get("loaded") or {}).items()
+                    if name == table or name.startswith(f"{table}__"))
+        if n:
+            rows[table] = n
+    return rows
+
+
+def announce_raw_updates(result: Mapping[str, Any], alias_events) -> dict[str, int]:
+    """Add one asset event per raw table that got rows to ``alias_events`` (the outlet events of
+    the extract's asset alias); returns the rows per announced table."""
+    rows = rows_per_raw_asset(result)
+    load_ids = list(result.get("load_ids") or [])
+    for table, n in rows.items():
+        alias_events.add(RAW_ASSETS[table], extra={"table": table, "rows": n, "load_ids": load_ids})
+    return rows
+
+
+def _extras(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> Iterator[dict]:
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            yield getattr(event, "extra", None) or {}
+
+
+def load_ids_of(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> list[str]:
+    """The dlt load ids named by the asset events that triggered a run (sorted, unique)."""
+    return sorted({str(i) for extra in _extras(triggering_asset_events) for i in extra.get("load_ids") or ()})
+
+
+def stage_selection(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> list[str]:
+    """dbt selectors of the stage models that read the raw tables the triggering events announce,
+    and their descendants in stage: new air-quality rows rebuild the sensor models, not the
+    wearable ones. Every stage model when the events name no table (a manual run)."""
+    tables = sorted({extra["table"] for extra in _extras(triggering_asset_events) if extra.get("table") in RAW_ASSETS})
+    if not tables:
+        return ["tag:stage"]
+    # `raw.<table>*` also matches the child table `<table>__metrics`; `,` intersects with tag:stage
+    return [f"source:raw.{table}*+,tag:stage" for table in tables]

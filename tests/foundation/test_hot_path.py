@@ -1,0 +1,102 @@
+"""The hot path MongoDB -> raw -> stage -> forecast: which assets an extract announces, which dbt
+models a stage run builds, and the shape of the DAGs that carry it (few task processes per reading)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from orchestration.raw_events import announce_raw_updates, load_ids_of, rows_per_raw_asset, stage_selection
+
+EXTRACT_RESULT = {
+    "loaded": {"air_quality": 12, "heart_rates": 0, "heart_rates__metrics": 0, "steps": 2, "steps__metrics": 30,
+               "users": 0, "devices": 0},
+    "quarantined": {"air_quality": 1, "steps": 0},
+    "load_ids": ["1763850000.1"],
+}
+
+
+class RecordingAliasEvents:
+    """Stands in for Airflow's outlet-events accessor of an asset alias (records what is added)."""
+
+    def __init__(self):
+        self.added = []
+
+    def add(self, asset, extra=None):
+        self.added.append((asset.name, extra))
+
+
+def test_only_tables_that_got_rows_are_announced_with_their_loads():
+    assert rows_per_raw_asset(EXTRACT_RESULT) == {"air_quality": 12, "steps": 32, "quarantine": 1}
+    events = RecordingAliasEvents()
+    announce_raw_updates(EXTRACT_RESULT, events)
+    assert sorted(name for name, _ in events.added) == ["raw.air_quality", "raw.quarantine", "raw.steps"]
+    assert all(extra["load_ids"] == ["1763850000.1"] for _, extra in events.added)
+    nothing_new = RecordingAliasEvents()
+    announce_raw_updates({"loaded": {"air_quality": 0}, "quarantined": {}, "load_ids": []}, nothing_new)
+    assert nothing_new.added == []
+
+
+def triggering(*extras):
+    return {"raw": [SimpleNamespace(extra=e) for e in extras]}
+
+
+def test_a_stage_run_validates_every_load_of_the_batched_extract_runs():
+    events = triggering({"table": "air_quality", "load_ids": ["2", "1"]}, {"table": "steps", "load_ids": ["3"]},
+                        {"table": "air_quality", "load_ids": ["3"]})
+    assert load_ids_of(events) == ["1", "2", "3"]
+    assert load_ids_of(None) == []
+
+
+def test_a_stage_run_selects_the_models_of_the_announced_tables():
+    assert stage_selection(triggering({"table": "air_quality"}, {"table": "air_quality"})) == [
+        "source:raw.air_quality*+,tag:stage"]
+    assert stage_selection(triggering({"table": "steps"}, {"table": "devices"})) == [
+        "source:raw.devices*+,tag:stage", "source:raw.steps*+,tag:stage"]
+    assert stage_selection(None) == ["tag:stage"]  # a manual run builds all of stage
+    assert stage_selection(triggering({"rows": 3})) == ["tag:stage"]
+
+
+@pytest.fixture(scope="module")
+def dbt_ls():
+    """Model names dbt selects for a list of selectors (dbt ls, no database needed)."""
+    from dbt.cli.main import dbtRunner
+
+    from dbt_project.runner import PROFILES_DIR, PROJECT_DIR, dbt_env
+
+    def ls(selection: list[str]) -> set[str]:
+        import os
+
+        os.environ.update(dbt_env(timescaledb=False))
+        res = dbtRunner().invoke(["ls", "--resource-type", "model", "--select", *selection, "--output", "name",
+                                  "--quiet", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROFILES_DIR),
+                                  "--target-path", str(PROJECT_DIR / "target" / "test_hot_path")])
+        assert res.success, res.exception
+        return set(res.result)
+
+    return ls
+
+
+def test_the_selectors_reach_the_forecast_input_and_skip_unrelated_models(dbt_ls):
+    air = dbt_ls(stage_selection(triggering({"table": "air_quality"})))
+    assert {"stg_sensor_readings", "iaq_minutely"} <= air
+    assert not air & {"stg_heart_rate", "stg_steps", "dim_users", "curated_research_minutely", "agg_device_daily"}
+    # the child table (<table>__metrics) is covered by the wildcard
+    assert "stg_steps" in dbt_ls(stage_selection(triggering({"table": "steps"})))
+    assert dbt_ls(["tag:stage"]) >= air | {"stg_heart_rate", "dim_devices"}
+
+
+def test_the_hot_path_dags_run_one_task_process_per_step(load_dag):
+    extract = load_dag("iot_raw_extract")
+    assert [t.task_id for t in extract.tasks] == ["extract"]
+    assert [o.name for o in extract.get_task("extract").outlets] == ["raw.updated_tables"]
+    assert extract.max_active_runs == 1
+
+    stage = load_dag("iot_stage_transform")
+    assert {t.task_id for t in stage.tasks} == {"build_stage", "validate_raw_increment"}
+    # the checkpoint runs beside the build, never before it
+    assert not stage.get_task("build_stage").upstream_task_ids
+    assert {o.name for o in stage.get_task("build_stage").outlets} == {"stage.all", "stage.iaq_minutely"}
+    forecast = load_dag("iot_forecast")
+    assert "stage.iaq_minutely" in {a.name for a in forecast.timetable.asset_condition.objects}
