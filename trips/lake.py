@@ -199,6 +199,9 @@ class Lake:
         # propagation then proves "x is NaN" impossible and folds the NaN handling away, so NaN
         # readings would be counted and averaged. Found by the parity test; keep it off.
         con.execute("set disabled_optimizers = 'statistics_propagation'")
+        # A day's footers are read several times (column presence, the t statistics, the scans): keep
+        # them parsed for the connection's life instead of reading and decoding them again each time.
+        con.execute("set parquet_metadata_cache = true")
         if self.is_s3:
             from fsspec.implementations.arrow import ArrowFSWrapper
 

@@ -102,9 +102,46 @@ class _FileMap:
     def __len__(self) -> int:
         return len(self.files)
 
+    def add(self, file: str, dev: int, offset: int) -> None:
+        self.files.append(file)
+        self.devs.append(dev)
+        self.offsets.append(offset)
+
     def without(self, devs: set[int]) -> _FileMap:
         keep = [i for i, d in enumerate(self.devs) if d not in devs]
         return _FileMap([self.files[i] for i in keep], [self.devs[i] for i in keep], [self.offsets[i] for i in keep])
+
+
+@dataclass
+class _Footer:
+    """What a file's Parquet footer says: its columns, and the span of ``t`` over all row groups."""
+    columns: set[str] = field(default_factory=set)
+    t_known: bool = True       # every row group has min/max statistics of an INT64 timestamp t
+    t_no_nulls: bool = True    # every row group's statistics count no null t
+    t_min_us: int | None = None
+    t_max_us: int | None = None
+    _t_row_groups: int = 0
+
+    def add_t_row_group(self, is_int64: bool, min_us: int | None, max_us: int | None, nulls: int | None) -> None:
+        self._t_row_groups += 1
+        if not is_int64 or min_us is None or max_us is None:
+            self.t_known = False
+            return
+        self.t_no_nulls = self.t_no_nulls and nulls == 0
+        self.t_min_us = min_us if self.t_min_us is None else min(self.t_min_us, min_us)
+        self.t_max_us = max_us if self.t_max_us is None else max(self.t_max_us, max_us)
+
+    @property
+    def usable(self) -> bool:
+        return self.t_known and self._t_row_groups > 0
+
+
+@dataclass
+class _WholeFiles(_FileMap):
+    """Files wholly inside one trip window: the window's start, and the first and last t of each file."""
+    starts: list[int] = field(default_factory=list)
+    first_us: list[int] = field(default_factory=list)
+    last_us: list[int] = field(default_factory=list)
 
 
 class _DayRun:
@@ -132,6 +169,11 @@ class _DayRun:
             {"dev": list(range(len(devices))), "device": devices,
              "cluster": [config.cluster_of(d).name for d in devices]})
 
+        # file -> _Footer: the footers' facts this run needs, read once per file (a message used both
+        # as the trip identifier and as an aggregated message is not read twice)
+        self.footers: dict[str, _Footer] = {}
+        self._windows_by_dev: dict[int, list[tuple[int, int]]] | None = None  # read once the windows are known
+
     trips = rows = 0  # set by _summarise_slice
 
     def close(self) -> None:
@@ -153,43 +195,54 @@ class _DayRun:
                 file_map.offsets += [offset] * len(found)
         return file_map
 
-    def _load_file_map(self, file_map: _FileMap) -> None:
-        self.con.execute(
-            "create or replace temp table file_map as"
-            " select unnest($file) as file, unnest($dev)::integer as dev, unnest($offset)::integer as day_offset",
-            {"file": file_map.files, "dev": file_map.devs, "offset": file_map.offsets})
+    def _read_footers(self, files: list[str]) -> None:
+        """Read the footer facts of the files not read yet: their columns, and the span and null count
+        of their ``t`` (row-group statistics). One ``parquet_metadata`` query; only files it has no row
+        for (no row groups) ask ``parquet_schema`` for their columns."""
+        new = [f for f in files if f not in self.footers]
+        if not new:
+            return
+        rows = self.con.execute("""
+            select file_name, path_in_schema,
+                   case when path_in_schema = 't' then type = 'INT64' end,
+                   case when path_in_schema = 't' then epoch_us(try_cast(stats_min_value as timestamptz)) end,
+                   case when path_in_schema = 't' then epoch_us(try_cast(stats_max_value as timestamptz)) end,
+                   case when path_in_schema = 't' then stats_null_count end
+            from parquet_metadata($files)
+        """, {"files": new}).fetchall()
+        for file, column, is_int64, min_us, max_us, nulls in rows:
+            footer = self.footers.setdefault(file, _Footer())
+            footer.columns.add(column)
+            if column == "t":
+                footer.add_t_row_group(is_int64, min_us, max_us, nulls)
+        unseen = [f for f in new if f not in self.footers]
+        if unseen:
+            for file, column in self.con.execute(
+                    "select file_name, name from parquet_schema($files)", {"files": unseen}).fetchall():
+                self.footers.setdefault(file, _Footer()).columns.add(column)
+            for file in unseen:
+                self.footers.setdefault(file, _Footer())
 
     def _columns_present(self, file_map: _FileMap, wanted: set[str]) -> dict[int, set[str]]:
-        """Which of the wanted columns each device's files hold (from the Parquet footers only).
-
-        Also notes whether every file has the same wanted columns with the same types: then the scan
-        can skip ``union_by_name`` (which reconciles differing schemas at a cost)."""
-        self._load_file_map(file_map)
-        rows = self.con.execute(
-            "select f.dev, s.file_name, s.name, s.type, s.logical_type from parquet_schema($files) s"
-            " join file_map f on s.file_name = f.file where s.name in (select unnest($wanted))",
-            {"files": file_map.files, "wanted": sorted(wanted)},
-        ).fetchall()
+        """Which of the wanted columns each device's files hold (from the Parquet footers only)."""
+        self._read_footers(file_map.files)
         present: dict[int, set[str]] = {}
-        schemas: dict[str, set] = {f: set() for f in file_map.files}
-        for dev, file, col, type_, logical in rows:
-            present.setdefault(dev, set()).add(col)
-            schemas[file].add((col, type_, logical))
-        self.uniform_schema = len({frozenset(v) for v in schemas.values()}) <= 1
+        for file, dev in zip(file_map.files, file_map.devs, strict=True):
+            present.setdefault(dev, set()).update(self.footers[file].columns & (wanted | {"t"}))
         return present
 
     def _scan(self, file_map: _FileMap) -> str:
-        """FROM clause reading the files of file_map with their device number ``dev``.
+        """FROM clause reading the files of file_map with their device number ``dev`` and ``day_offset``.
 
-        The device comes from a join of DuckDB's ``filename`` column with the file list (measured:
-        about 0.04 CPU s per 5 M rows, no cheaper than a list lookup on the file name)."""
-        self._load_file_map(file_map)
-        union = ", union_by_name = true" if not self.uniform_schema else ""
-        return (f"(select f.dev, f.day_offset, s.* exclude (filename)"
-                f" from read_parquet($files, filename = true{union}) s join file_map f on s.filename = f.file) r")
+        Both come from DuckDB's ``file_index`` (the file's position in the list) looked up in list
+        parameters: no per-row join (a join on ``filename`` cost about 0.07 CPU s per 5 M rows)."""
+        return ("(select list_extract($devs, s.file_index::bigint + 1) as dev,"
+                " list_extract($offsets, s.file_index::bigint + 1) as day_offset, s.*"
+                " from read_parquet($files, union_by_name = true) s) r")
 
-    def _scan_params(self, file_map: _FileMap) -> dict:
-        return {"files": file_map.files}
+    @staticmethod
+    def _scan_params(file_map: _FileMap) -> dict:
+        return {"files": file_map.files, "devs": file_map.devs, "offsets": file_map.offsets}
 
     def _usable(self, file_map: _FileMap, present: dict[int, set[str]], message: str) -> _FileMap:
         """Drop (with a warning) the files of devices whose files of this message have no 't' column."""
@@ -205,18 +258,27 @@ class _DayRun:
             by_message.setdefault(self.config.cluster_of(device).trip_message, []).append(device)
         offsets = (-1, 0, 1) if self.options.cross_midnight else (0,)
         gap_us = int(round(self.options.gap_minutes * 60 * 1_000_000))
+        # Readings are first reduced to buckets of gap_us: two readings in one bucket are less than
+        # gap_us apart, so a gap longer than gap_us can only lie between the last reading of a bucket
+        # and the first of the next non-empty one. The window functions then sort a few thousand
+        # buckets instead of every reading (the windows are exactly those of the sorted readings).
+        width = max(gap_us, 1)
+        bucket = f"(t_us // {width}) - (t_us % {width} < 0)::bigint"  # floor division, also before 1970
         for message, devices in by_message.items():
             file_map = self._files(devices, message, offsets)
             if file_map:
                 file_map = self._usable(file_map, self._columns_present(file_map, {"t"}), message)
             if not file_map:
                 continue
-            # The identifier's timestamps are small (one column); keep them to count the nulls too.
             self.con.execute(f"""
-                create or replace temp table trip_readings as
-                select r.dev, r.day_offset, epoch_us(r.t) as t_us from {self._scan(file_map)}
+                create or replace temp table trip_buckets as
+                select dev, {bucket} as bucket, min(t_us) as first_us, max(t_us) as last_us,
+                       arg_min(day_offset, t_us) as day_offset, count(*) as readings
+                from (select r.dev, r.day_offset, epoch_us(r.t) as t_us from {self._scan(file_map)})
+                group by all
             """, self._scan_params(file_map))
-            nulls = self.con.execute("select count(*) from trip_readings where t_us is null").fetchall()[0][0]
+            nulls = self.con.execute("select coalesce(sum(readings), 0) from trip_buckets where bucket is null"
+                                     ).fetchall()[0][0]
             if nulls:
                 log.warning("%s: %d rows of %s have no timestamp 't' and belong to no trip", self.day, nulls, message)
             # A reading more than gap_us after the previous one starts a trip; trip i spans
@@ -224,13 +286,14 @@ class _DayRun:
             self.con.execute(f"""
                 insert into windows
                 with ordered as (
-                    select dev, day_offset, t_us, lag(t_us) over (partition by dev order by t_us) as prev_us
-                    from trip_readings where t_us is not null
+                    select dev, day_offset, first_us,
+                           lag(last_us) over (partition by dev order by bucket) as prev_us
+                    from trip_buckets where bucket is not null
                 ), starts as (
-                    select dev, day_offset, t_us as first_us from ordered
-                    where prev_us is null or t_us - prev_us > {gap_us}
+                    select dev, day_offset, first_us from ordered
+                    where prev_us is null or first_us - prev_us > {gap_us}
                 ), last_reading as (
-                    select dev, max(t_us) as last_us from trip_readings group by dev
+                    select dev, max(last_us) as last_us from trip_buckets group by dev
                 ), edges as (
                     select s.dev, s.day_offset, s.first_us - 1000000 as start_us,
                            coalesce(lead(s.first_us) over (partition by s.dev order by s.first_us) - 2000000,
@@ -241,30 +304,149 @@ class _DayRun:
             """)
         return self.con.execute("select count(*) from windows").fetchall()[0][0]
 
+    def _split_by_window(self, file_map: _FileMap) -> tuple[_WholeFiles, _FileMap]:
+        """Sort the files by the span of their ``t`` (min and max from the Parquet footers' statistics):
+
+        - files wholly inside one trip window and without a null ``t``: every row belongs to that trip,
+          so the file is aggregated without reading ``t`` or looking up each reading's trip;
+        - files that overlap no window of their device: none of their rows counts; not read at all;
+        - the rest (spanning a window edge, null ``t`` values, or no usable statistics): each reading
+          looks up its trip. Statistics are trusted only for INT64 timestamps (ordered like time;
+          INT96 and string statistics are not) and only when every row group has them.
+        """
+        self._read_footers(file_map.files)
+        if self._windows_by_dev is None:
+            self._windows_by_dev = {}
+            for dev, start_us, end_us in self.con.execute("select dev, start_us, end_us from windows").fetchall():
+                self._windows_by_dev.setdefault(dev, []).append((start_us, end_us))
+        whole, per_row = _WholeFiles(), _FileMap()
+        for file, dev, offset in zip(file_map.files, file_map.devs, file_map.offsets, strict=True):
+            footer, windows = self.footers[file], self._windows_by_dev.get(dev, [])
+            if footer.usable:
+                lo, hi = footer.t_min_us, footer.t_max_us
+                if not any(start <= hi and lo <= end for start, end in windows):
+                    continue
+                inside = [start for start, end in windows if start <= lo and hi <= end]
+                if inside and footer.t_no_nulls:
+                    whole.starts.append(inside[0])
+                    whole.first_us.append(lo)
+                    whole.last_us.append(hi)
+                    whole.add(file, dev, offset)
+                    continue
+            per_row.add(file, dev, offset)
+        return whole, per_row
+
+    def _window_minutes(self) -> None:
+        """(device, minute) keys of every trip window, for the readings that look up their trip."""
+        if getattr(self, "_minutes_ready", False):
+            return
+        # A reading finds its trip by an equi-join on (device, minute) and a range check: DuckDB's
+        # ASOF join sorts every reading (7x slower here) and a plain range join compares each
+        # reading with every trip of its device. Device and minute are packed into one BIGINT key
+        # (device << 32 | minute; unique for minutes within +-4000 years): a one-column hash join.
+        self.con.execute("""
+            create temp table window_minutes as
+            select dev, start_us, end_us, (dev::bigint << 32) + minute as dev_minute
+            from (select dev, start_us, end_us,
+                         unnest(generate_series(start_us // 60000000, end_us // 60000000)) as minute
+                  from windows)""")
+        self._minutes_ready = True
+
     def _aggregate_message(self, table: str, message: str, file_map: _FileMap, columns: list[str],
                            pairs: list[tuple[str, str]]) -> None:
-        """One scan of the message's files: per device and trip, duration, counts and aggregates."""
+        """Per device and trip: duration, counts and aggregates of the message's configured signals.
+
+        Partial aggregates (first and last t, and per signal count, sum, min, max) are computed per
+        file for the files wholly inside a trip, and per trip for the other files' rows; they are then
+        combined per trip. One DuckDB thread reads the files in list order, so the partial sums add up
+        in a fixed order and a re-run gives the same bits."""
+        whole, per_row = self._split_by_window(file_map)
+        union = ", union_by_name = true"  # files may differ in columns; costs nothing measurable here
+        partial_of = {"avg": "sum", "sum": "sum", "min": "min", "max": "max"}
+        # every signal's sum is kept: it is NaN exactly when the group holds a NaN (see below)
+        partials = sorted({(partial_of[a], s) for s, a in pairs} | {("sum", s) for s in columns})
+        partial_names = ["first_us", "last_us", *(f"n:{s}" for s in columns), *(f"{p}:{s}" for p, s in partials)]
+
+        def partial_exprs(value) -> str:
+            exprs = [f"count({value(s)}) as {_ident('n:' + s)}" for s in columns]
+            exprs += [f"{p}({value(s)}) as {_ident(p + ':' + s)}" for p, s in partials]
+            return ", ".join(exprs)
+
+        def columns_of(files: list[str]) -> set[str]:
+            """Columns some of these files hold: read_parquet (union_by_name) knows no other."""
+            return set().union(*(self.footers[f].columns for f in files))
+
         # pandas (the seed) treats NaN as missing: not counted, skipped by avg/max/min/sum
-        cast_cols = "".join(f", nullif(cast(r.{_ident(s)} as double), 'nan'::double) as {_ident(s)}"
-                            for s in columns)
-        exprs = [f"count(v.{_ident(s)}) as {_ident('n:' + s)}" for s in columns]
-        exprs += [f"{_SQL_AGG[a].format('v.' + _ident(s))} as {_ident(a + ':' + s)}" for s, a in pairs]
+        def without_nan(held: set[str]):
+            return lambda s: f"nullif(cast(r.{_ident(s)} as double), 'nan'::double)" if s in held else "null::double"
+
+        def as_double(held: set[str]):
+            return lambda s: f"cast(r.{_ident(s)} as double)" if s in held else "null::double"
+
+        branches, params = [], {}
+        if whole:
+            # The file's trip, first and last t are known from its statistics: t is not even read, and
+            # rows are grouped by the file (a constant per chunk). The NaN step costs a quarter of the
+            # scan, so it runs only for files whose plain sum of a signal came out NaN: a sum is NaN
+            # exactly when a NaN went in (or +inf met -inf; that file is redone too).
+            self.con.execute(f"""
+                create or replace temp table whole_partials as
+                select r.file_index, {partial_exprs(as_double(columns_of(whole.files)))}
+                from read_parquet($files{union}) r group by r.file_index
+            """, {"files": whole.files})
+            nan_check = " or ".join(f"isnan({_ident('sum:' + s)})" for s in columns) or "false"
+            with_nan = [i for (i,) in self.con.execute(
+                f"select file_index from whole_partials where {nan_check} order by file_index").fetchall()]
+            if with_nan:
+                nan_held = columns_of([whole.files[i] for i in with_nan])
+                self.con.execute("delete from whole_partials where file_index in (select unnest($ids))",
+                                 {"ids": with_nan})
+                self.con.execute(f"""
+                    insert into whole_partials
+                    select list_extract($ids, r.file_index::bigint + 1), {partial_exprs(without_nan(nan_held))}
+                    from read_parquet($files{union}) r group by r.file_index
+                """, {"ids": with_nan, "files": [whole.files[i] for i in with_nan]})
+
+            def at(name: str) -> str:
+                return f"list_extract(${name}, file_index::bigint + 1)"
+
+            branches.append(f"""
+                select {at('whole_devs')} as dev, {at('whole_starts')} as start_us,
+                       {at('whole_first')} as first_us, {at('whole_last')} as last_us,
+                       {', '.join(_ident(n) for n in partial_names[2:])}
+                from whole_partials""")
+            params |= {"whole_devs": whole.devs, "whole_starts": whole.starts, "whole_first": whole.first_us,
+                       "whole_last": whole.last_us}
+        if per_row:
+            self._window_minutes()
+            held = columns_of(per_row.files)
+            branches.append(f"""
+                select v.dev, w.start_us, min(v.t_us) as first_us, max(v.t_us) as last_us,
+                       {partial_exprs(lambda s: 'v.' + _ident(s))}
+                from (select r.dev, epoch_us(r.t) as t_us{''.join(f', {without_nan(held)(s)} as {_ident(s)}' for s in columns)}
+                      from {self._scan(per_row)} where r.t is not null) v
+                join window_minutes w on (v.dev::bigint << 32) + v.t_us // 60000000 = w.dev_minute
+                where v.t_us between w.start_us and w.end_us
+                group by v.dev, w.start_us""")
+            params |= self._scan_params(per_row)
+        if not branches:
+            self.con.execute(f"create or replace temp table {table} as select null::integer as dev,"
+                             " null::bigint as start_us, null::bigint as duration_us limit 0")
+            return
+        combined = [f"sum({_ident('n:' + s)})::bigint as {_ident('n:' + s)}" for s in columns]
+        for s, a in pairs:
+            part = _ident(partial_of[a] + ":" + s)
+            if a == "avg":
+                combined.append(f"case when sum({_ident('n:' + s)}) > 0"
+                                f" then sum({part}) / sum({_ident('n:' + s)}) end as {_ident(a + ':' + s)}")
+            else:
+                combined.append(f"{partial_of[a]}({part}) as {_ident(a + ':' + s)}")
         self.con.execute(f"""
             create or replace temp table {table} as
-            with readings as (
-                select r.dev, epoch_us(r.t) as t_us{cast_cols}
-                from {self._scan(file_map)}
-                where r.t is not null
-            ), in_trip as (
-                select w.start_us, v.*
-                from readings v join window_minutes w
-                  on (v.dev::bigint << 32) + v.t_us // 60000000 = w.dev_minute
-                where v.t_us between w.start_us and w.end_us
-            )
-            select dev, start_us, max(t_us) - min(t_us) as duration_us
-                   {''.join(', ' + e for e in exprs)}
-            from in_trip v group by dev, start_us
-        """, self._scan_params(file_map))
+            select dev, start_us, max(last_us) - min(first_us) as duration_us{''.join(', ' + e for e in combined)}
+            from ({" union all ".join(branches)}) p
+            group by dev, start_us
+        """, params)
 
     def aggregate(self) -> int:
         """Aggregate every configured message over the windows into the temp table ``result``, rows
@@ -278,17 +460,6 @@ class _DayRun:
             for index, agg in enumerate(cluster.aggregations):
                 messages.setdefault(agg.message, []).append((cluster, index, agg))
         offsets = (0, 1) if self.options.cross_midnight else (0,)
-        # A reading finds its trip by an equi-join on (device, minute) and a range check: DuckDB's
-        # ASOF join sorts every reading (7x slower here) and a plain range join compares each
-        # reading with every trip of its device. Device and minute are packed into one BIGINT key
-        # (device << 32 | minute; unique for minutes within +-4000 years): a one-column hash join.
-        self.con.execute("""
-            create temp table window_minutes as
-            select dev, start_us, end_us, (dev::bigint << 32) + minute as dev_minute
-            from (select dev, start_us, end_us,
-                         unnest(generate_series(start_us // 60000000, end_us // 60000000)) as minute
-                  from windows)""")
-
         selects = []
         for m_index, (message, uses) in enumerate(messages.items()):
             cluster_names = {c.name for c, _, _ in uses}

@@ -66,10 +66,21 @@ def build_edge_lake(root: Path) -> dict:
     (root / "EDGE0001" / ALTITUDE / day_path(DAY2)).mkdir(parents=True)
     t_imu = _series(_ms(DAY2, 10, 0), _ms(DAY2, 10, 10), 200)
     half = len(t_imu) // 2
-    _write(lake, "EDGE0001", IMU, DAY2, "100000a", t_imu[:half], AccelerationX=rng.normal(0, 1, half),
+    imu_x = rng.normal(0, 1, half)
+    imu_x[[3, 17, 40]] = np.nan   # NaN inside a file wholly within a trip: not counted, skipped
+    _write(lake, "EDGE0001", IMU, DAY2, "100000a", t_imu[:half], AccelerationX=imu_x,
            AccelerationY=rng.normal(0, 1, half), AccelerationZ=rng.normal(9.8, 0.1, half))
+    imu_y = rng.normal(0, 1, len(t_imu) - half)
+    imu_y[5] = np.inf   # an infinite reading counts and makes the average infinite, as in pandas
     _write(lake, "EDGE0001", IMU, DAY2, "100000b", t_imu[half:], AccelerationX=rng.normal(0, 1, len(t_imu) - half),
-           AccelerationY=rng.normal(0, 1, len(t_imu) - half))
+           AccelerationY=imu_y)
+    # readings before the day's first trip (in no window), and a file inside the trip with a null t
+    t_early = _series(_ms(DAY2, 9, 0), _ms(DAY2, 9, 5), 200)
+    _write(lake, "EDGE0001", IMU, DAY2, "090000", t_early, AccelerationX=rng.normal(0, 1, len(t_early)),
+           AccelerationY=rng.normal(0, 1, len(t_early)))
+    t_null = pa.array([_ms(DAY2, 10, 4, 0.1), None, _ms(DAY2, 10, 4, 0.3)], pa.timestamp("ms"))
+    lake.write_atomic(pa.table({"t": t_null, "AccelerationX": [0.5, 99.0, 0.7], "AccelerationY": [0.1, 99.0, 0.2]}),
+                      f"EDGE0001/{IMU}/{day_path(DAY2)}/100000d.parquet")
 
     # EDGE0002 (cluster2, tz-aware): trips identified by altitude; an integer Speed that is null for the
     # whole second trip (sum of nothing = 0); no IMU at all; nothing on day 2.

@@ -139,3 +139,25 @@ def test_cli_summarises_a_range_and_reports_bad_config(edge_lake, tmp_path):
     bad.write_text(json.dumps({"device_clusters": [{"devices": ["A"], "cluster": "c1"}], "cluster_details": []}))
     result = runner.invoke(trips_command, ["--config", str(bad), "--root", str(root), "--start", "2026-11-20"])
     assert result.exit_code != 0 and "cluster 'c1' (devices A) has no entry in cluster_details" in result.output
+
+
+def test_files_wholly_inside_a_trip_skip_the_per_reading_lookup(edge_lake):
+    """Day 2 of EDGE0001 (one trip, 09:59:59-10:10:01): the IMU files inside it are aggregated per file
+    (their NaN and inf values included, checked against the seed by the parity test), the file before the
+    trip is not read, and the file with a null t goes through the per-reading path."""
+    from trips.lakegen import IMU
+    from trips.summary import _DayRun
+
+    root, config_path = edge_lake
+    lake, config = Lake(root), load_config(config_path)
+    run = _DayRun(lake, config, DAY2, config.devices, Options())
+    try:
+        assert run.find_windows() > 0
+        files = run._files(["EDGE0001"], IMU, (0,))
+        whole, per_row = run._split_by_window(files)
+        name = lambda paths: sorted(p.rsplit("/", 1)[1] for p in paths)  # noqa: E731
+        assert name(files.files) == ["090000.parquet", "100000a.parquet", "100000b.parquet", "100000d.parquet"]
+        assert name(whole.files) == ["100000a.parquet", "100000b.parquet"]
+        assert name(per_row.files) == ["100000d.parquet"]
+    finally:
+        run.close()
