@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dlt_pipelines import contract, tables
+from dlt_pipelines.files import CsvTableWriter, TableFile
 from dlt_pipelines.reader import Batch, ReadCounts, read_collection
-from iot_core.connections import mongo_client, mongo_db, pg_connect, pg_url
+from iot_core.connections import mongo_client, mongo_db, pg_connect, pg_conninfo
 from iot_core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,12 @@ SOURCE_NAME = "mongo_raw"
 COLLECTIONS: tuple[str, ...] = contract.COLLECTIONS
 # Seconds the window end stays behind the clock (see module docstring); env IOT_EXTRACT_SETTLE_SECONDS.
 DEFAULT_SETTLE_SECONDS = 2.0
+
+
+# Merge on the key, without dlt's deduplication of the staging rows (a ROW_NUMBER() sort of every
+# loaded row, 0.6-0.9 s per million points): a package holds each key at most once, because the
+# reader drops a key it has already read in the same run (reader.read_collection).
+MERGE = {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
 
 
 def settle_seconds() -> float:
@@ -65,54 +74,89 @@ def make_pipeline(progress: bool = False, pipelines_dir: str | None = None):
     import dlt
 
     settings = get_settings()
-    destination = dlt.destinations.postgres(credentials=pg_url("loader", driver="postgresql"))
+    info = pg_conninfo("loader")
+    # credentials as fields, not a URL: dlt parses URLs with SQLAlchemy, a 0.3-3 s import per process
+    destination = dlt.destinations.postgres(credentials={
+        "database": info["dbname"], "username": info["user"], "password": info["password"],
+        "host": info["host"], "port": info["port"]})
     kwargs: dict[str, Any] = {"progress": "tqdm"} if progress else {}
     return dlt.pipeline(pipeline_name=PIPELINE_NAME, pipelines_dir=pipelines_dir or str(settings.local_dir / "dlt"),
                         destination=destination, dataset_name=DATASET, **kwargs)
 
 
-def empty_batch(collection: str) -> Batch:
-    return Batch(collection,
-                 tables.PARENT_SCHEMAS[collection].empty_table() if collection in tables.PARENT_SCHEMAS else None,
-                 tables.CHILD_SCHEMAS[collection].empty_table() if collection in tables.CHILD_SCHEMAS else None,
-                 tables.QUARANTINE_SCHEMA.empty_table())
+class BatchFiles:
+    """The CSV files of one collection's read: one per raw table it feeds (parent, child, quarantine)."""
+
+    def __init__(self, directory: Path, collection: str, load_id: str):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.collection = collection
+        self.writers: dict[str, CsvTableWriter] = {}
+        for part, schema in (("rows", tables.PARENT_SCHEMAS.get(collection)),
+                             ("children", tables.CHILD_SCHEMAS.get(collection)),
+                             ("quarantine", tables.QUARANTINE_SCHEMA)):
+            if schema is not None:
+                self.writers[part] = CsvTableWriter(directory / f"{collection}.{part}.csv", schema, load_id)
+
+    def write(self, batch: Batch) -> None:
+        for part, writer in self.writers.items():
+            writer.write(getattr(batch, part))
+
+    def close(self) -> Batch:
+        """The finished files. Tables that got no rows get a header-only file, so that every raw table
+        exists after the first run and the stage models can select from it at once."""
+        files = {part: writer.close() for part, writer in self.writers.items()}
+        return Batch(self.collection, files.get("rows"), files.get("children"), files.get("quarantine"))
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
 
 
 def _pick(part: str):
-    def pick(batch):
-        table = getattr(batch, part)
-        if table is not None:
-            yield table
+    import dlt
+
+    def pick(batch: Batch):
+        file: TableFile | None = getattr(batch, part)
+        if file is not None:
+            yield dlt.mark.with_file_import(file.path, "csv", file.rows, hints=file.hints())
     return pick
 
 
 def raw_source(collections: Iterable[str], window_end: datetime, known_devices: frozenset[str] | None,
-               counts: dict[str, ReadCounts], now: datetime | None = None):
-    """The dlt source: a reader per collection plus transformers for rows, child rows and quarantine."""
+               counts: dict[str, ReadCounts], files_dir: Path, now: datetime | None = None):
+    """The dlt source: a reader per collection plus transformers for rows, child rows and quarantine.
+
+    Each reader writes its collection's window to CSV files under ``files_dir`` and yields them once,
+    at the end; the transformers hand them to dlt as imported load files."""
     import dlt
 
     collections = tuple(collections)
     ctx = contract.Context(now=now or datetime.now(UTC), known_devices=known_devices)
 
     def reader(collection: str) -> Iterator[Any]:
-        # Zero-row tables first: every raw table exists from the first run on, so the stage models
-        # can select from raw.quarantine (and the rest) before any such document ever arrived.
-        yield empty_batch(collection)
         cursors = dlt.current.source_state().setdefault("window_end", {})
         start = cursors.get(collection)
         start_dt = datetime.fromisoformat(start) if start else None
-        if start_dt is not None and start_dt >= window_end:
-            return
-        counts[collection] = collection_counts = ReadCounts()
-        client = mongo_client()
+        files = BatchFiles(files_dir, collection, dlt.current.load_package_state()["load_id"])
         try:
-            db = mongo_db(client)
-            yield from read_collection(db, collection, start_dt, window_end, ctx, collection_counts)
-        finally:
-            client.close()
+            if start_dt is None or start_dt < window_end:
+                counts[collection] = collection_counts = ReadCounts()
+                client = mongo_client()
+                try:
+                    for batch in read_collection(mongo_db(client), collection, start_dt, window_end, ctx,
+                                                 collection_counts):
+                        files.write(batch)
+                finally:
+                    client.close()
+                log.info("read %s [%s, %s): %s", collection, start, window_end.isoformat(), collection_counts)
+        except BaseException:
+            files.abort()
+            raise
+        # Always yielded, even for an empty window: every raw table exists from the first run on, so
+        # the stage models can select from raw.quarantine (and the rest) before any such row arrived.
+        yield files.close()
         # Only reached when the whole window was read; committed with the load package.
         cursors[collection] = window_end.isoformat()
-        log.info("read %s [%s, %s): %s", collection, start, window_end.isoformat(), collection_counts)
 
     @dlt.source(name=SOURCE_NAME, max_table_nesting=0, root_key=False)
     def source():
@@ -123,17 +167,17 @@ def raw_source(collections: Iterable[str], window_end: datetime, known_devices: 
             if collection in tables.PARENT_SCHEMAS:
                 resources.append(dlt.transformer(
                     _pick("rows"), data_from=read, name=collection, table_name=collection,
-                    write_disposition="merge", primary_key=list(tables.PARENT_KEY),
+                    write_disposition=MERGE, primary_key=list(tables.PARENT_KEY),
                     columns=tables.column_hints(collection)))
             if collection in tables.CHILD_SCHEMAS:
                 child = tables.child_table(collection)
                 resources.append(dlt.transformer(
                     _pick("children"), data_from=read, name=child, table_name=child,
-                    write_disposition="merge", primary_key=list(tables.CHILD_KEY),
+                    write_disposition=MERGE, primary_key=list(tables.CHILD_KEY),
                     columns=tables.column_hints(child)))
             resources.append(dlt.transformer(
                 _pick("quarantine"), data_from=read, name=f"quarantine_{collection}",
-                table_name=tables.QUARANTINE, write_disposition="merge", primary_key=list(tables.QUARANTINE_KEY),
+                table_name=tables.QUARANTINE, write_disposition=MERGE, primary_key=list(tables.QUARANTINE_KEY),
                 columns=tables.column_hints(tables.QUARANTINE)))
         return resources
 
@@ -220,8 +264,15 @@ def load_raw(collections: list[str] | None = None, progress: bool = False, *, se
         client.close()
     seconds["prepare"] = time.perf_counter() - started
     counts: dict[str, ReadCounts] = {}
-    info = pipeline.run(raw_source(collections, window_end, devices, counts, now=now),
-                        loader_file_format="csv")
+    # one run at a time per pipeline (the DAG has max_active_runs=1): files left by a killed run go
+    files_dir = Path(pipeline.working_dir) / "import_files"
+    shutil.rmtree(files_dir, ignore_errors=True)
+    try:
+        info = pipeline.run(raw_source(collections, window_end, devices, counts, files_dir, now=now),
+                            loader_file_format="csv")
+    finally:
+        # dlt hard-links (or copies) imported files into its load package
+        shutil.rmtree(files_dir, ignore_errors=True)
     load_ids += list(info.loads_ids)
     for step in pipeline.last_trace.steps if pipeline.last_trace else ():
         if step.step in ("extract", "normalize", "load") and step.finished_at and step.started_at:

@@ -9,34 +9,44 @@ one read.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 import bson
 import pyarrow as pa
 from bson import json_util
 
 from dlt_pipelines import contract
+from dlt_pipelines.fastpath import split_air_quality
 from dlt_pipelines.tables import CHILD_SCHEMAS, PARENT_SCHEMAS, QUARANTINE_SCHEMA, ColumnBuffer
 
 # Documents per MongoDB batch / rows per Arrow table (one Arrow table is one dlt item).
 MONGO_BATCH_SIZE = 5_000
 ARROW_BATCH_ROWS = 20_000
+# Raw batches up to this size are decoded in one call (fastest for many small documents).
+DECODE_ALL_MAX_BYTES = 2 << 20
+
+log = logging.getLogger(__name__)
 
 _JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS
 
+Part = TypeVar("Part")
+
 
 @dataclass
-class Batch:
-    """Arrow tables from one slice of a collection: good rows, their child rows, quarantined documents."""
+class Batch(Generic[Part]):
+    """One slice of a collection split by target table: good rows, their child rows, quarantined
+    documents (as Arrow tables while reading, as the finished load files afterwards)."""
 
     collection: str
-    rows: pa.Table | None = None
-    children: pa.Table | None = None
-    quarantine: pa.Table | None = None
+    rows: Part | None = None
+    children: Part | None = None
+    quarantine: Part | None = None
 
 
 @dataclass
@@ -46,11 +56,12 @@ class ReadCounts:
     child_rows: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    repeated: int = 0  # documents the cursor returned twice in one read (kept once)
 
 
-def prefetched_documents(collection, query: dict, batch_size: int = MONGO_BATCH_SIZE,
-                         depth: int = 2) -> Iterator[dict]:
-    """The documents matching ``query``, with the next raw batch fetched by a thread meanwhile.
+def prefetched_batches(collection, query: dict, batch_size: int = MONGO_BATCH_SIZE,
+                       depth: int = 2) -> Iterator[bytes]:
+    """The raw BSON batches of the documents matching ``query``, the next one fetched by a thread meanwhile.
 
     The server spends about as long producing a batch as we spend validating one; a plain cursor
     does the two one after the other. The thread only moves raw BSON bytes (socket waits release
@@ -80,7 +91,6 @@ def prefetched_documents(collection, query: dict, batch_size: int = MONGO_BATCH_
 
     thread = threading.Thread(target=fetch, name=f"prefetch-{collection.name}", daemon=True)
     thread.start()
-    options = collection.codec_options
     try:
         while True:
             item = batches.get()
@@ -88,10 +98,29 @@ def prefetched_documents(collection, query: dict, batch_size: int = MONGO_BATCH_
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield from bson.decode_all(item, options)
+            yield item
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def decoded(raw: bytes, options) -> Iterator[dict]:
+    """The documents of a raw batch."""
+    if len(raw) <= DECODE_ALL_MAX_BYTES:
+        return iter(bson.decode_all(raw, options))
+    # a batch of large documents (a day of heart-rate buckets is one 9 MB batch): decoded one by
+    # one, so a single bucket's items are in memory at a time, not the whole batch's
+    return bson.decode_iter(raw, options)
+
+
+def prefetched_documents(collection, query: dict, batch_size: int = MONGO_BATCH_SIZE) -> Iterator[dict]:
+    """The documents matching ``query`` (see prefetched_batches)."""
+    batches = prefetched_batches(collection, query, batch_size)
+    try:
+        for raw in batches:
+            yield from decoded(raw, collection.codec_options)
+    finally:
+        batches.close()
 
 
 def window_query(start: datetime | None) -> dict:
@@ -155,7 +184,7 @@ def typical_air_quality(doc: dict, ctx: contract.Context) -> list | None:
 
 
 def read_collection(db, collection: str, start: datetime | None, end: datetime, ctx: contract.Context,
-                    counts: ReadCounts | None = None, batch_rows: int = ARROW_BATCH_ROWS) -> Iterator[Batch]:
+                    counts: ReadCounts | None = None, batch_rows: int = ARROW_BATCH_ROWS) -> Iterator[Batch[pa.Table]]:
     """Batches of the documents of ``collection`` with ``start <= _ingested_at < end``."""
     counts = counts if counts is not None else ReadCounts()
     parent_schema = PARENT_SCHEMAS.get(collection)
@@ -166,62 +195,102 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
     devices_as_json = collection == "users"
     history_as_json = collection == "devices"
     fast_path = typical_air_quality if collection == "air_quality" else None
+    vectorised = collection == "air_quality"
 
-    def take() -> Batch:
+    def take() -> Batch[pa.Table]:
         return Batch(collection, parents.take() if parents else None, children.take() if children else None,
                      quarantine.take())
 
-    docs = prefetched_documents(db[collection], window_query(start))
-    try:
-        for doc in docs:
-            ingested_at = doc.get("_ingested_at")
-            if type(ingested_at) is not datetime:
-                # only a first (unbounded) load sees these: the range query of later runs cannot
-                counts.documents += 1
-                kind = "missing_field" if ingested_at is None else "wrong_type"
-                quarantine.append(quarantine_row(collection, doc, f"{kind}: _ingested_at is {ingested_at!r}, "
-                                                 "the writer must stamp it", ctx.now))
-                counts.quarantined += 1
-                counts.reasons[kind] = counts.reasons.get(kind, 0) + 1
-                continue
-            if ingested_at >= end:
-                continue  # after this window: the next run reads it
+    # Keys read so far: the merge skips dlt's deduplication of the staging rows, so a key must appear
+    # once per load package. The writers only insert (MongoDB refuses a second write of an _id), so
+    # a repeat can only be the cursor returning the same stored document twice: the copy is dropped.
+    seen: set[str] = set()
+
+    def first_time(key) -> bool:
+        key = key if type(key) is str else str(key)
+        if key in seen:
+            counts.repeated += 1
+            log.warning("%s: _id %r returned twice by one read; loaded once", collection, key)
+            return False
+        seen.add(key)
+        return True
+
+    def one(doc: dict) -> None:
+        """The per-document path: validate, flatten, buffer."""
+        if not first_time(doc.get("_id")):
+            return
+        ingested_at = doc.get("_ingested_at")
+        if type(ingested_at) is not datetime:
+            # only a first (unbounded) load sees these: the range query of later runs cannot
             counts.documents += 1
-            if fast_path is not None:
-                row_values = fast_path(doc, ctx)
-                if row_values is not None:
-                    parents.append_values(row_values)
-                    counts.rows += 1
-                    if parents.rows >= batch_rows:
-                        yield take()
-                    continue
-            try:
-                flat = flatten(collection, doc, ctx)
-            except contract.BadDocument as bad:
-                quarantine.append(quarantine_row(collection, doc, str(bad), ctx.now))
-                counts.quarantined += 1
-                counts.reasons[bad.kind] = counts.reasons.get(bad.kind, 0) + 1
-            else:
-                row = flat.row
-                row["_id"] = doc["_id"]
-                row["_ingested_at"] = doc["_ingested_at"]
-                if devices_as_json:
-                    row["devices"] = json.dumps(row["devices"])
-                elif history_as_json:
-                    row["history"] = json.dumps(row["history"])
-                parents.append(row)
+            kind = "missing_field" if ingested_at is None else "wrong_type"
+            quarantine.append(quarantine_row(collection, doc, f"{kind}: _ingested_at is {ingested_at!r}, "
+                                             "the writer must stamp it", ctx.now))
+            counts.quarantined += 1
+            counts.reasons[kind] = counts.reasons.get(kind, 0) + 1
+            return
+        if ingested_at >= end:
+            return  # after this window: the next run reads it
+        counts.documents += 1
+        if fast_path is not None:
+            row_values = fast_path(doc, ctx)
+            if row_values is not None:
+                parents.append_values(row_values)
                 counts.rows += 1
-                if flat.children:
-                    for child in flat.children:
-                        child["_parent_id"] = doc["_id"]
-                        child["_ingested_at"] = doc["_ingested_at"]
-                        children.append(child)
-                    counts.child_rows += len(flat.children)
-            if (parents and parents.rows >= batch_rows) or (children and children.rows >= batch_rows) \
-                    or quarantine.rows >= batch_rows:
-                yield take()
+                return
+        try:
+            flat = flatten(collection, doc, ctx)
+        except contract.BadDocument as bad:
+            quarantine.append(quarantine_row(collection, doc, str(bad), ctx.now))
+            counts.quarantined += 1
+            counts.reasons[bad.kind] = counts.reasons.get(bad.kind, 0) + 1
+            return
+        row = flat.row
+        row["_id"] = doc["_id"]
+        row["_ingested_at"] = doc["_ingested_at"]
+        if devices_as_json:
+            row["devices"] = json.dumps(row["devices"])
+        elif history_as_json:
+            row["history"] = json.dumps(row["history"])
+        parents.append(row)
+        counts.rows += 1
+        if flat.children:
+            for child in flat.children:
+                child["_parent_id"] = doc["_id"]
+                child["_ingested_at"] = doc["_ingested_at"]
+                children.append(child)
+            counts.child_rows += len(flat.children)
+
+    def full() -> bool:
+        return bool((parents and parents.rows >= batch_rows) or (children and children.rows >= batch_rows)
+                    or quarantine.rows >= batch_rows)
+
+    options = db[collection].codec_options
+    batches = prefetched_batches(db[collection], window_query(start))
+    try:
+        for raw in batches:
+            if vectorised:
+                plain, others = split_air_quality(raw, parent_schema, ctx, end)
+                if plain.num_rows:
+                    ids = plain.column("_id").to_pylist()
+                    if len(set(ids)) != len(ids) or any(key in seen for key in ids):
+                        # a key read before (see first_time): this batch goes the per-document way
+                        others = None
+                    else:
+                        seen.update(ids)
+                        counts.documents += plain.num_rows
+                        counts.rows += plain.num_rows
+                        yield Batch(collection, rows=plain)
+                docs = decoded(raw, options) if others is None else \
+                    (bson.decode_all(doc, options)[0] for doc in others)
+            else:
+                docs = decoded(raw, options)
+            for doc in docs:
+                one(doc)
+                if full():
+                    yield take()
     finally:
-        docs.close()
+        batches.close()
     last = take()
     if last.rows is not None or last.children is not None or last.quarantine is not None:
         yield last

@@ -1,0 +1,207 @@
+"""Vectorised fast path for air-quality documents: raw BSON batches straight to Arrow columns.
+
+Air-quality readings are most of the volume (one small document per reading). Almost all of them
+have exactly the layout the devices send::
+
+    {_id: str, devid: str, ts: str, readings: [7 doubles], _ingested_at: datetime}
+
+in that field order. For such a document every byte except the three strings is known in advance,
+so numpy can check and take apart a whole raw batch at once: no Python dict per document. A
+document is accepted here only when its bytes match that layout exactly (field names, types,
+order, lengths, terminators) and the values pass the contract's checks, done column-wise (ranges,
+NaN, known device, ``ts`` a plain ``YYYY-MM-DDTHH:MM:SSZ`` within the allowed years). Everything
+else, however slight the difference (an int reading, an extra field, a ``ts`` with an offset),
+is handed back as raw bytes for the per-document path (contract.flatten), which decides and names
+the reason. The fast path therefore accepts a subset of what the contract accepts, with the
+same values.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dlt_pipelines import contract
+
+_INT32 = struct.Struct("<i")
+_DOUBLE_FIELDS = len(contract.AIR_QUALITY_MEASURES)
+# The readings array as an embedded document: int32 size, 7 x (0x01, "<i>\0", 8-byte double), 0x00.
+_READINGS_SIZE = 4 + _DOUBLE_FIELDS * 11 + 1
+_PADDING = 256
+# whole seconds with "Z" or an offset of at most ±23:59 (what datetime.fromisoformat accepts)
+_TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+
+
+def document_offsets(raw: bytes) -> np.ndarray:
+    """Start offsets of the documents of a raw BSON batch (each starts with its int32 size)."""
+    offsets = []
+    append = offsets.append
+    unpack = _INT32.unpack_from
+    pos, end = 0, len(raw)
+    while pos < end:
+        append(pos)
+        pos += unpack(raw, pos)[0]
+    if pos != end:
+        raise ValueError("raw BSON batch does not end at a document boundary")
+    return np.asarray(offsets, dtype=np.int64)
+
+
+def _int32_at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    b = buf[pos[:, None] + np.arange(4)].astype(np.int64)
+    value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
+    return np.where(value >= 1 << 31, value - (1 << 32), value)
+
+
+def _matches(buf: np.ndarray, pos: np.ndarray, expected: bytes) -> np.ndarray:
+    want = np.frombuffer(expected, dtype=np.uint8)
+    return (buf[pos[:, None] + np.arange(len(want))] == want).all(axis=1)
+
+
+class _Layout:
+    """Positions along the documents of a batch; ``ok`` turns False at the first mismatch."""
+
+    def __init__(self, buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray):
+        self.buf = buf
+        self.ends = starts + sizes
+        self.pos = starts + 4
+        self.ok = (sizes >= 5) & (self.ends <= len(buf) - _PADDING)
+        self.pos = np.where(self.ok, self.pos, 0)
+
+    def _guard(self, length: int) -> None:
+        # documents already rejected, or too short for what comes next, are parked at offset 0
+        self.ok &= self.pos + length <= self.ends
+        self.pos = np.where(self.ok, self.pos, 0)
+
+    def expect(self, expected: bytes) -> None:
+        self._guard(len(expected))
+        self.ok &= _matches(self.buf, self.pos, expected)
+        self.pos = self.pos + len(expected)
+
+    def string(self) -> tuple[np.ndarray, np.ndarray]:
+        """A BSON string value (int32 length incl. the NUL, bytes, NUL): (data starts, byte lengths)."""
+        self._guard(4)
+        length = _int32_at(self.buf, self.pos)
+        self.ok &= (length >= 1) & (self.pos + 4 + length <= self.ends)
+        length = np.where(self.ok, length, 1)
+        start = np.where(self.ok, self.pos + 4, 0)
+        self.ok &= self.buf[start + length - 1] == 0
+        self.pos = start + length
+        return start, length - 1
+
+    def doubles(self, count: int) -> np.ndarray:
+        """An embedded array of exactly ``count`` doubles keyed "0".."count-1"."""
+        self._guard(4 + count * 11 + 1)
+        self.ok &= _int32_at(self.buf, self.pos) == 4 + count * 11 + 1
+        base = self.pos + 4
+        values = np.empty((len(base), count), dtype=np.float64)
+        for i in range(count):
+            at = base + i * 11
+            self.ok &= _matches(self.buf, at, b"\x01" + str(i).encode() + b"\x00")
+            values[:, i] = self.buf[(at + 3)[:, None] + np.arange(8)].copy().view("<f8")[:, 0]
+        self.ok &= self.buf[base + count * 11] == 0
+        self.pos = base + count * 11 + 1
+        return values
+
+    def int64(self) -> np.ndarray:
+        self._guard(8)
+        value = self.buf[self.pos[:, None] + np.arange(8)].copy().view("<i8")[:, 0]
+        self.pos = self.pos + 8
+        return value
+
+    def end(self) -> None:
+        """The document's terminating NUL, which must be its last byte."""
+        self._guard(1)
+        self.ok &= (self.buf[self.pos] == 0) & (self.pos + 1 == self.ends)
+
+
+def _strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> pa.Array:
+    """A UTF-8 string array gathered from ``length`` bytes at ``start`` of each row (validated)."""
+    offsets = np.zeros(len(start) + 1, dtype=np.int32)
+    np.cumsum(length, out=offsets[1:])
+    index = np.repeat(start - offsets[:-1], length) + np.arange(offsets[-1])
+    data = buf[index]
+    array = pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets), pa.py_buffer(data))
+    array.validate(full=True)  # raises on invalid UTF-8
+    return array
+
+
+def split_air_quality(raw: bytes, schema: pa.Schema, ctx: contract.Context,
+                      window_end: datetime) -> tuple[pa.Table, list[bytes]]:
+    """Take apart a raw batch of air-quality documents.
+
+    Returns ``(rows, others)``: the plainly valid documents with ``_ingested_at < window_end`` as a
+    table of ``schema`` (the raw.air_quality columns) and the raw bytes of every document that is
+    not plainly valid (for the per-document path). Plainly valid documents at or after the window
+    end are in neither: the next window reads them.
+    """
+    starts = document_offsets(raw)
+    # zero padding: rejected documents are parked at offset 0, whose reads must stay in the buffer
+    buf = np.frombuffer(raw + bytes(_PADDING), dtype=np.uint8)
+    sizes = np.diff(np.append(starts, len(raw)))
+    layout = _Layout(buf, starts, sizes)
+    layout.expect(b"\x02_id\x00")
+    id_start, id_len = layout.string()
+    layout.expect(b"\x02devid\x00")
+    dev_start, dev_len = layout.string()
+    layout.expect(b"\x02ts\x00")
+    ts_start, ts_len = layout.string()
+    layout.expect(b"\x04readings\x00")
+    readings = layout.doubles(_DOUBLE_FIELDS)
+    layout.expect(b"\x09_ingested_at\x00")
+    ingested_ms = layout.int64()
+    layout.end()
+    ok = layout.ok
+
+    # the contract's value checks, column-wise (NaN fails every comparison, so it is rejected too)
+    for i, measure in enumerate(contract.AIR_QUALITY_MEASURES):
+        lo, hi = contract.AIR_QUALITY_RANGES[measure]
+        ok &= (readings[:, i] >= lo) & (readings[:, i] <= hi)
+    try:
+        ids = _strings(buf, np.where(ok, id_start, 0), np.where(ok, id_len, 0))
+        devids = _strings(buf, np.where(ok, dev_start, 0), np.where(ok, dev_len, 0))
+        ts = _strings(buf, np.where(ok, ts_start, 0), np.where(ok, ts_len, 0))
+    except pa.ArrowInvalid:  # invalid UTF-8 somewhere: the per-document path sorts it out
+        return schema.empty_table(), [raw[s:s + n] for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)]
+    ok_arrow = pa.array(ok)
+    if ctx.known_devices is not None:
+        ok_arrow = pc.and_(ok_arrow, pc.is_in(devids, value_set=pa.array(sorted(ctx.known_devices), pa.string())))
+    # ts: only the plain form; parsed, and printed back identically (so no 30 February or 24:00 passes)
+    plain_ts = pc.match_substring_regex(ts, _TS_PATTERN)
+    head = pc.utf8_slice_codeunits(ts, 0, 19)
+    parsed = pc.strptime(head, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+    round_trip = pc.equal(pc.strftime(parsed, format="%Y-%m-%dT%H:%M:%S"), head)
+    ok_arrow = pc.and_(ok_arrow, pc.and_(plain_ts, round_trip))
+    ok = pc.fill_null(ok_arrow, False).to_numpy(zero_copy_only=False)
+    ts_s = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy(zero_copy_only=False) - _offset_s(buf, ts_start, ts_len)
+    ok &= (ts_s >= _epoch_s(contract.MIN_TS)) & (ts_s <= _epoch_s(ctx.max_ts))
+
+    end_ms = int(window_end.timestamp() * 1000)
+    take = ok & (ingested_ms < end_ms)
+    rows = np.flatnonzero(take)
+    indices = pa.array(rows)
+    columns = [ids.take(indices), devids.take(indices), ts.take(indices)]
+    columns += [pa.array(readings[rows, i]) for i in range(_DOUBLE_FIELDS)]
+    columns.append(pa.array(ingested_ms[rows] * 1000, pa.int64()).cast(schema.field("_ingested_at").type))
+    table = pa.Table.from_arrays(columns, schema=schema)
+    others = [raw[s:s + n] for s, n in zip(starts[~ok].tolist(), sizes[~ok].tolist(), strict=True)]
+    return table, others
+
+
+def _offset_s(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """UTC offset in seconds of ``ts`` strings that matched _TS_PATTERN: 0 for "Z" (20 characters),
+    else from "±HH:MM" at characters 19-24."""
+    has_offset = length == 25
+    at = np.where(has_offset, start, 0)
+    digit = [buf[at + i].astype(np.int64) - 48 for i in (20, 21, 23, 24)]
+    seconds = (digit[0] * 10 + digit[1]) * 3600 + (digit[2] * 10 + digit[3]) * 60
+    sign = np.where(buf[at + 19] == ord("-"), -1, 1)
+    return np.where(has_offset, sign * seconds, 0)
+
+
+def _epoch_s(moment: datetime) -> int:
+    """Whole seconds since the epoch, rounded down (``ts`` has whole seconds here)."""
+    return int(moment.timestamp() // 1)
