@@ -11,11 +11,9 @@ MongoDB to the forecast, so it is kept to what fresh readings need.
   and their stage descendants, each followed by its data tests (`source:raw.<table>*+,tag:stage`;
   all of `tag:stage` on a manual run). On success it announces `stage.all` and
   `stage.iaq_minutely` (the forecast waits on the latter).
-* **validate_raw_increment**: the Great Expectations checkpoint over exactly the dlt loads named
-  by the triggering asset events, beside the build rather than before it (and at a lower CPU
-  priority, so the build gets the cores first): it records results and
-  quarantines rows in `ops`, it never halts, and the stage models' own checks keep bad rows out
-  of stage (`stage.stg_rejects`).
+* The Great Expectations checkpoint of the raw increment runs beside this DAG, not before it:
+  `iot_raw_validate`, on the same assets (it records and quarantines, never halts, and the stage
+  models' own checks keep bad rows out of stage), so a stage run never waits for it.
 * The research `curated` layer is not on this path: `iot_curated_transform` builds it.
 * **Idempotent**: incremental models merge on natural keys with a look-back window on
   `_ingested_at`; re-running changes nothing.
@@ -52,20 +50,7 @@ def iot_stage_transform():
         selection = stage_selection(get_current_context().get("triggering_asset_events"))
         return build_in_process(selection, name="stage")
 
-    @task
-    def validate_raw_increment() -> dict:
-        from orchestration.dbt_tasks import lower_cpu_priority
-        from orchestration.raw_events import load_ids_of
-        from quality import validate_raw_increment as run_checkpoint
-
-        lower_cpu_priority()  # the build beside it is what the forecast waits for
-
-        load_ids = load_ids_of(get_current_context().get("triggering_asset_events"))
-        # a manual run (no events) validates the newest load of each table
-        return run_checkpoint(load_ids=load_ids or None)
-
     build_stage()
-    validate_raw_increment()
 
 
 iot_stage_transform_dag = iot_stage_transform()

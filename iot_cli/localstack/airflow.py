@@ -54,6 +54,8 @@ def component_env(settings: Settings) -> dict[str, str]:
 
 
 def argv(component: str) -> list[str]:
+    if component == "airflow-scheduler":  # tasks are forked from it: start it with dbt and dlt loaded
+        return [sys.executable, "-m", "iot_cli.localstack.scheduler"]
     return [sys.executable, "-m", "airflow", *COMPONENTS[component]]
 
 
