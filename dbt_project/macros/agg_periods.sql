@@ -32,8 +32,12 @@ join touched as t
 group by d.user_id, t.period_start
 {% endmacro %}
 
-{#- Per device and measure and local period: min / avg / max / p95 / count of the readings. -#}
+{#- Per device and measure and local period: min / avg / max / p95 / count of the readings.
+    Incremental: only the periods that received newly ingested readings. First build and full
+    refresh: every (device, measure) series on its own (see reading_series), so each sort covers
+    one series read in index order instead of one sort of all readings spilling to disk. -#}
 {% macro device_period_stats(period) %}
+{%- if is_incremental() %}
 with touched as (
     select distinct device_id, measure_name, {{ local_period(period, 'time') }} as period_start
     from {{ ref('stg_sensor_readings') }}
@@ -46,23 +50,70 @@ bounds as (
     from touched
 )
 
--- readings matched to touched periods by equality on the computed local period (a range join
--- per period would compare every period with every reading of the device and measure)
 select
     r.device_id,
     r.measure_name,
     {{ local_period(period, 'r.time') }} as {{ period }}_start,
-    min(r.value) as min_value,
-    -- numeric sum: exact, so the result does not depend on the scan order (re-runs are byte-identical)
-    avg(r.value::numeric)::double precision as avg_value,
-    max(r.value) as max_value,
-    percentile_cont(0.95) within group (order by r.value) as p95_value,
-    count(*) as reading_count,
-    max(r._ingested_at) as _ingested_at
+    {{ reading_stats('r') }}
 from {{ ref('stg_sensor_readings') }} as r
+-- readings matched to touched periods by equality on the computed local period (a range join
+-- per period would compare every period with every reading of the device and measure)
 cross join bounds
 where r.time >= bounds.from_ts and r.time < bounds.to_ts
   and (r.device_id, r.measure_name, {{ local_period(period, 'r.time') }})
       in (select device_id, measure_name, period_start from touched)
 group by r.device_id, r.measure_name, {{ local_period(period, 'r.time') }}
+{%- else %}
+with recursive {{ reading_series() }}
+
+select s.device_id, s.measure_name, stats.*
+from series as s
+cross join lateral (
+    select {{ local_period(period, 'r.time') }} as {{ period }}_start, {{ reading_stats('r') }}
+    from {{ ref('stg_sensor_readings') }} as r
+    where r.device_id = s.device_id and r.measure_name = s.measure_name
+    group by {{ local_period(period, 'r.time') }}
+) as stats
+{%- endif %}
 {% endmacro %}
+
+{% macro reading_stats(r) -%}
+    min({{ r }}.value) as min_value,
+    -- numeric sum: exact, so the result does not depend on the scan order (re-runs are byte-identical)
+    avg({{ r }}.value::numeric)::double precision as avg_value,
+    max({{ r }}.value) as max_value,
+    percentile_cont(0.95) within group (order by {{ r }}.value) as p95_value,
+    count(*) as reading_count,
+    max({{ r }}._ingested_at) as _ingested_at
+{%- endmacro %}
+
+{#- min / avg / max / count of readings (the hourly rollup has no p95). -#}
+{% macro hourly_stats(r) -%}
+    min({{ r }}.value) as min_value,
+    avg({{ r }}.value::numeric)::double precision as avg_value,
+    max({{ r }}.value) as max_value,
+    count(*) as reading_count,
+    max({{ r }}._ingested_at) as _ingested_at
+{%- endmacro %}
+
+{#- CTE `series` (for a WITH RECURSIVE): every (device, measure) pair present in the readings,
+    found by skipping through the (device_id, measure_name, time) index, one probe per pair (a
+    few hundred probes instead of a scan of all readings). Full builds aggregate per series in a
+    lateral join: at 30 days x 100 sensors one sort of all 30 M readings spilled to disk and took
+    about 3x longer than the 700 in-memory sorts of one series each. -#}
+{% macro reading_series() -%}
+series as (
+    (select device_id, measure_name from {{ ref('stg_sensor_readings') }}
+     order by device_id, measure_name limit 1)
+    union all
+    select next.device_id, next.measure_name
+    from series as s
+    cross join lateral (
+        select r.device_id, r.measure_name
+        from {{ ref('stg_sensor_readings') }} as r
+        where (r.device_id, r.measure_name) > (s.device_id, s.measure_name)
+        order by r.device_id, r.measure_name
+        limit 1
+    ) as next
+)
+{%- endmacro %}

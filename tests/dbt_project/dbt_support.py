@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from dbt_project.raw_fixture import RawWriter, create_ml_predictions, create_raw_tables
+from raw_fixture import RawWriter, create_ml_predictions, create_raw_tables
+
 from iot_core.connections import pg_connect
 
 # cosmos would try to send usage metrics (no network here; each try waits for a DNS failure)

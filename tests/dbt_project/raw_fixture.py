@@ -1,6 +1,7 @@
 """The ``raw`` tables of docs/contracts.md §2, created and filled without the extract.
 
-Tests and the transform benchmark use this to exercise dbt on its own (the dlt extract that
+Tests and the transform benchmark (which imports it as `tests.dbt_project.raw_fixture`, run from
+the repository root) use this to exercise dbt on its own (the dlt extract that
 normally writes these tables is another stage). Run it as the loader role, like the extract.
 """
 

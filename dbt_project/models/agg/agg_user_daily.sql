@@ -1,5 +1,7 @@
 -- Per user and local day: steps, resting / average / sleeping heart rate and sleep minutes.
 -- A sleep session crossing midnight counts towards both days, split at local midnight.
+-- Incremental runs recompute the (user, day) pairs that received new rows; a first build or full
+-- refresh aggregates all samples in one pass (same SQL without the touched-pair filters).
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -32,6 +34,7 @@ sleep_parts as (
     ) as parts
 ),
 
+{% if is_incremental() %}
 touched as (
     select o.user_id, {{ local_period('day', 'h.time') }} as day
     from {{ ref('stg_heart_rate') }} as h join owned as o on o.device_id = h.device_id
@@ -50,6 +53,7 @@ bounds as (
     select min({{ period_start_ts('day') }}) as from_ts, max({{ period_start_ts('day + 1') }}) as to_ts
     from touched
 ),
+{% endif %}
 
 heart as (
     -- samples of touched (user, day) pairs, matched by equality on the computed local day (a
@@ -62,7 +66,9 @@ heart as (
         asleep.is_sleeping is not null as is_sleeping
     from {{ ref('stg_heart_rate') }} as h
     join owned as o on o.device_id = h.device_id
+    {%- if is_incremental() %}
     cross join bounds
+    {%- endif %}
     left join lateral (
         -- sessions of one device do not overlap: the latest one starting before the sample is
         -- the only candidate (one index probe per owned device)
@@ -77,8 +83,10 @@ heart as (
         where o2.user_id = o.user_id and last_sleep.end_ts > h.time
         limit 1
     ) as asleep on true
+    {%- if is_incremental() %}
     where h.time >= bounds.from_ts and h.time < bounds.to_ts
       and (o.user_id, {{ local_period('day', 'h.time') }}) in (select user_id, day from touched)
+    {%- endif %}
 ),
 
 heart_daily as (
@@ -101,22 +109,39 @@ steps_daily as (
            max(st._ingested_at) as _ingested_at
     from {{ ref('stg_steps') }} as st
     join owned as o on o.device_id = st.device_id
+    {%- if is_incremental() %}
     cross join bounds
     where st.time >= bounds.from_ts and st.time < bounds.to_ts
       and (o.user_id, {{ local_period('day', 'st.time') }}) in (select user_id, day from touched)
+    {%- endif %}
     group by o.user_id, {{ local_period('day', 'st.time') }}
 ),
 
 sleep_daily as (
     select
-        t.user_id,
-        t.day,
+        sp.user_id,
+        sp.day,
         round((sum(extract(epoch from sp.part_end - sp.part_start)) / 60)::numeric, 1)::double precision
             as sleep_minutes,
         max(sp._ingested_at) as _ingested_at
-    from touched as t
-    join sleep_parts as sp on sp.user_id = t.user_id and sp.day = t.day
-    group by t.user_id, t.day
+    from sleep_parts as sp
+    {%- if is_incremental() %}
+    where (sp.user_id, sp.day) in (select user_id, day from touched)
+    {%- endif %}
+    group by sp.user_id, sp.day
+),
+
+days as (
+    {%- if is_incremental() %}
+    select distinct user_id, day from touched
+    {%- else %}
+    -- every (user, day) with a sample or a sleep session
+    select user_id, day from heart_daily
+    union
+    select user_id, day from steps_daily
+    union
+    select user_id, day from sleep_daily
+    {%- endif %}
 )
 
 select
@@ -130,7 +155,7 @@ select
     coalesce(h.heart_rate_samples, 0) as heart_rate_samples,
     coalesce(h.sleep_heart_rate_samples, 0) as sleep_heart_rate_samples,
     greatest(h._ingested_at, st._ingested_at, sl._ingested_at) as _ingested_at
-from (select distinct user_id, day from touched) as t
+from days as t
 left join heart_daily as h on h.user_id = t.user_id and h.day = t.day
 left join steps_daily as st on st.user_id = t.user_id and st.day = t.day
 left join sleep_daily as sl on sl.user_id = t.user_id and sl.day = t.day
