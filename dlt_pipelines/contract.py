@@ -82,13 +82,17 @@ def _type_error(name: str, v: Any, expected: str) -> BadDocument:
     return BadDocument("wrong_type", f"{name} is {type(v).__name__}, expected {expected}")
 
 
+def required(doc: dict, name: str, label: str) -> Any:
+    """The value of a field that must be present (it may still be None: the caller decides)."""
+    if name not in doc:
+        raise BadDocument("missing_field", f"{label} is missing")
+    return doc[name]
+
+
 def number(doc: dict, name: str, lo: float | None = None, hi: float | None = None, label: str | None = None,
            integral: bool = False) -> float:
     label = label or name
-    if name not in doc:
-        raise BadDocument("missing_field", f"{label} is missing")
-    v = doc[name]
-    return check_number(v, label, lo, hi, integral)
+    return check_number(required(doc, name, label), label, lo, hi, integral)
 
 
 def check_number(v: Any, label: str, lo: float | None, hi: float | None, integral: bool = False) -> float:
@@ -107,9 +111,7 @@ def check_number(v: Any, label: str, lo: float | None, hi: float | None, integra
 def text(doc: dict, name: str, label: str | None = None, nullable: bool = False,
          choices: frozenset[str] | None = None) -> str | None:
     label = label or name
-    if name not in doc:
-        raise BadDocument("missing_field", f"{label} is missing")
-    v = doc[name]
+    v = required(doc, name, label)
     if v is None and nullable:
         return None
     if type(v) is not str:
@@ -122,9 +124,7 @@ def text(doc: dict, name: str, label: str | None = None, nullable: bool = False,
 def timestamp(doc: dict, name: str, ctx: Context, label: str | None = None, nullable: bool = False,
               lo: datetime = MIN_TS) -> datetime | None:
     label = label or name
-    if name not in doc:
-        raise BadDocument("missing_field", f"{label} is missing")
-    v = doc[name]
+    v = required(doc, name, label)
     if v is None and nullable:
         return None
     if not isinstance(v, datetime):
@@ -178,9 +178,7 @@ def no_unknown_fields(doc: dict, allowed: frozenset[str], where: str) -> None:
 
 
 def required_list(doc: dict, field: str) -> list:
-    if field not in doc:
-        raise BadDocument("missing_field", f"{field} is missing")
-    items = doc[field]
+    items = required(doc, field, field)
     if type(items) is not list:
         raise BadDocument("wrong_type", f"{field} is {type(items).__name__}, expected list")
     return items
@@ -220,12 +218,8 @@ def _bucket(doc: dict, ctx: Context) -> dict:
 def flatten_air_quality(doc: dict, ctx: Context) -> Flattened:
     no_unknown_fields(doc, frozenset({"_id", "_ingested_at", "devid", "ts", "readings"}), "document")
     row = {"devid": device(doc, "devid", ctx)}
-    if "ts" not in doc:
-        raise BadDocument("missing_field", "ts is missing")
-    row["ts"] = parse_iso_ts(doc["ts"], "ts", ctx)
-    if "readings" not in doc:
-        raise BadDocument("missing_field", "readings is missing")
-    readings = doc["readings"]
+    row["ts"] = parse_iso_ts(required(doc, "ts", "ts"), "ts", ctx)
+    readings = required(doc, "readings", "readings")
     if type(readings) is not list:
         raise BadDocument("wrong_type", f"readings is {type(readings).__name__}, expected list")
     if len(readings) != len(AIR_QUALITY_MEASURES):

@@ -43,12 +43,6 @@ COLLECTIONS: tuple[str, ...] = contract.COLLECTIONS
 DEFAULT_SETTLE_SECONDS = 2.0
 
 
-# Merge on the key, without dlt's deduplication of the staging rows (a ROW_NUMBER() sort of every
-# loaded row, 0.6-0.9 s per million points): a package holds each key at most once, because the
-# reader drops a key it has already read in the same run (reader.read_collection).
-MERGE = {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
-
-
 def settle_seconds() -> float:
     return float(os.environ.get("IOT_EXTRACT_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS))
 
@@ -167,17 +161,17 @@ def raw_source(collections: Iterable[str], window_end: datetime, known_devices: 
             if collection in tables.PARENT_SCHEMAS:
                 resources.append(dlt.transformer(
                     _pick("rows"), data_from=read, name=collection, table_name=collection,
-                    write_disposition=MERGE, primary_key=list(tables.PARENT_KEY),
+                    write_disposition="merge", primary_key=list(tables.PARENT_KEY),
                     columns=tables.column_hints(collection)))
             if collection in tables.CHILD_SCHEMAS:
                 child = tables.child_table(collection)
                 resources.append(dlt.transformer(
                     _pick("children"), data_from=read, name=child, table_name=child,
-                    write_disposition=MERGE, primary_key=list(tables.CHILD_KEY),
+                    write_disposition="merge", primary_key=list(tables.CHILD_KEY),
                     columns=tables.column_hints(child)))
             resources.append(dlt.transformer(
                 _pick("quarantine"), data_from=read, name=f"quarantine_{collection}",
-                table_name=tables.QUARANTINE, write_disposition=MERGE, primary_key=list(tables.QUARANTINE_KEY),
+                table_name=tables.QUARANTINE, write_disposition="merge", primary_key=list(tables.QUARANTINE_KEY),
                 columns=tables.column_hints(tables.QUARANTINE)))
         return resources
 

@@ -9,7 +9,6 @@ one read.
 from __future__ import annotations
 
 import json
-import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -25,13 +24,11 @@ from dlt_pipelines import contract
 from dlt_pipelines.fastpath import split_air_quality
 from dlt_pipelines.tables import CHILD_SCHEMAS, PARENT_SCHEMAS, QUARANTINE_SCHEMA, ColumnBuffer
 
-# Documents per MongoDB batch / rows per Arrow table (one Arrow table is one dlt item).
+# Documents per MongoDB batch / rows per Arrow table (appended to the load file at a time).
 MONGO_BATCH_SIZE = 5_000
 ARROW_BATCH_ROWS = 20_000
 # Raw batches up to this size are decoded in one call (fastest for many small documents).
 DECODE_ALL_MAX_BYTES = 2 << 20
-
-log = logging.getLogger(__name__)
 
 _JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS
 
@@ -56,7 +53,6 @@ class ReadCounts:
     child_rows: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
-    repeated: int = 0  # documents the cursor returned twice in one read (kept once)
 
 
 def prefetched_batches(collection, query: dict, batch_size: int = MONGO_BATCH_SIZE,
@@ -201,24 +197,8 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
         return Batch(collection, parents.take() if parents else None, children.take() if children else None,
                      quarantine.take())
 
-    # Keys read so far: the merge skips dlt's deduplication of the staging rows, so a key must appear
-    # once per load package. The writers only insert (MongoDB refuses a second write of an _id), so
-    # a repeat can only be the cursor returning the same stored document twice: the copy is dropped.
-    seen: set[str] = set()
-
-    def first_time(key) -> bool:
-        key = key if type(key) is str else str(key)
-        if key in seen:
-            counts.repeated += 1
-            log.warning("%s: _id %r returned twice by one read; loaded once", collection, key)
-            return False
-        seen.add(key)
-        return True
-
     def one(doc: dict) -> None:
         """The per-document path: validate, flatten, buffer."""
-        if not first_time(doc.get("_id")):
-            return
         ingested_at = doc.get("_ingested_at")
         if type(ingested_at) is not datetime:
             # only a first (unbounded) load sees these: the range query of later runs cannot
@@ -255,10 +235,7 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
         parents.append(row)
         counts.rows += 1
         if flat.children:
-            for child in flat.children:
-                child["_parent_id"] = doc["_id"]
-                child["_ingested_at"] = doc["_ingested_at"]
-                children.append(child)
+            children.extend(flat.children, {"_parent_id": doc["_id"], "_ingested_at": doc["_ingested_at"]})
             counts.child_rows += len(flat.children)
 
     def full() -> bool:
@@ -272,17 +249,10 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
             if vectorised:
                 plain, others = split_air_quality(raw, parent_schema, ctx, end)
                 if plain.num_rows:
-                    ids = plain.column("_id").to_pylist()
-                    if len(set(ids)) != len(ids) or any(key in seen for key in ids):
-                        # a key read before (see first_time): this batch goes the per-document way
-                        others = None
-                    else:
-                        seen.update(ids)
-                        counts.documents += plain.num_rows
-                        counts.rows += plain.num_rows
-                        yield Batch(collection, rows=plain)
-                docs = decoded(raw, options) if others is None else \
-                    (bson.decode_all(doc, options)[0] for doc in others)
+                    counts.documents += plain.num_rows
+                    counts.rows += plain.num_rows
+                    yield Batch(collection, rows=plain)
+                docs = (bson.decode_all(doc, options)[0] for doc in others)
             else:
                 docs = decoded(raw, options)
             for doc in docs:

@@ -92,6 +92,16 @@ class ColumnBuffer:
             values.append(row.get(name))
         self.rows += 1
 
+    def extend(self, rows: list[dict], same: dict[str, Any]) -> None:
+        """Many rows at once, column by column (the items of a bucket); ``same`` holds the values
+        every row shares (its parent's key and ``_ingested_at``)."""
+        for values, name in zip(self.columns, self.names, strict=True):
+            if name in same:
+                values.extend([same[name]] * len(rows))
+            else:
+                values.extend([row.get(name) for row in rows])
+        self.rows += len(rows)
+
     def append_values(self, values: list) -> None:
         """A row given as values in schema order (the fast path: no dict)."""
         for column, value in zip(self.columns, values, strict=True):
