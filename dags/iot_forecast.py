@@ -39,10 +39,13 @@ def iot_forecast():
     @task(outlets=[PREDICTIONS_ASSET])
     def forecast() -> dict:
         from ml.forecasting import run_forecast
+        from orchestration.asset_events import newest_event_time
 
         context = get_current_context()
         run = context["dag_run"]
-        issue_time = run.logical_date or run.run_after   # asset-triggered runs have no logical date
+        # asset-triggered: the time of the newest stage update (its minute is in the windows);
+        # cron: the run's minute
+        issue_time = newest_event_time(context.get("triggering_asset_events")) or run.logical_date or run.run_after
         summary = run_forecast(issue_time, staleness_minutes=int(context["params"]["staleness_minutes"]))
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in summary.items()}
 

@@ -48,7 +48,7 @@ def iot_raw_extract():
     @task(outlets=[RAW_UPDATES_ALIAS])
     def extract(*, outlet_events=None) -> dict:
         from dlt_pipelines import load_raw
-        from orchestration.raw_events import announce_raw_updates
+        from orchestration.asset_events import announce_raw_updates
 
         result = load_raw()
         result["announced"] = announce_raw_updates(result, outlet_events[RAW_UPDATES_ALIAS])

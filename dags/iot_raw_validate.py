@@ -37,8 +37,8 @@ for asset in RAW_ASSETS.values():
 def iot_raw_validate():
     @task
     def validate_raw_increment() -> dict:
+        from orchestration.asset_events import load_ids_of
         from orchestration.dbt_tasks import lower_cpu_priority
-        from orchestration.raw_events import load_ids_of
         from quality import validate_raw_increment as run_checkpoint
 
         lower_cpu_priority()

@@ -44,8 +44,8 @@ def iot_stage_transform():
     # the build goes first when both wait for a worker slot: it is what the forecast waits for
     @task(outlets=[STAGE_ASSET, IAQ_MINUTELY_ASSET], priority_weight=10)
     def build_stage() -> dict:
+        from orchestration.asset_events import stage_selection
         from orchestration.dbt_tasks import build_in_process
-        from orchestration.raw_events import stage_selection
 
         selection = stage_selection(get_current_context().get("triggering_asset_events"))
         return build_in_process(selection, name="stage")

@@ -3,11 +3,18 @@ models a stage run builds, and the shape of the DAGs that carry it (few task pro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 
-from orchestration.raw_events import announce_raw_updates, load_ids_of, rows_per_raw_asset, stage_selection
+from orchestration.asset_events import (
+    announce_raw_updates,
+    load_ids_of,
+    newest_event_time,
+    rows_per_raw_asset,
+    stage_selection,
+)
 
 EXTRACT_RESULT = {
     "loaded": {"air_quality": 12, "heart_rates": 0, "heart_rates__metrics": 0, "steps": 2, "steps__metrics": 30,
@@ -56,6 +63,14 @@ def test_a_stage_run_selects_the_models_of_the_announced_tables():
         "source:raw.devices*+,tag:stage", "source:raw.steps*+,tag:stage"]
     assert stage_selection(None) == ["tag:stage"]  # a manual run builds all of stage
     assert stage_selection(triggering({"rows": 3})) == ["tag:stage"]
+
+
+def test_an_asset_triggered_forecast_issues_at_its_newest_stage_update():
+    older, newer = datetime(2026, 11, 23, 0, 3, 58, tzinfo=UTC), datetime(2026, 11, 23, 0, 4, 41, tzinfo=UTC)
+    events = {"stage.iaq_minutely": [SimpleNamespace(timestamp=older, extra={}),
+                                     SimpleNamespace(timestamp=newer, extra={})]}
+    assert newest_event_time(events) == newer
+    assert newest_event_time({}) is None and newest_event_time(None) is None
 
 
 @pytest.fixture(scope="module")

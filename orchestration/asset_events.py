@@ -1,4 +1,4 @@
-"""Asset events between the extract and the stage transform.
+"""What the DAGs of the freshness path tell each other in asset events, and read back from them.
 
 The extract announces ``raw.<table>`` only for the tables that received rows in its run, with the
 dlt load ids in the event's extra; the stage transform reads those ids back from the events that
@@ -9,6 +9,7 @@ them, however many extract runs were batched into one stage run).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from orchestration.assets import RAW_ASSETS
@@ -61,3 +62,16 @@ def stage_selection(triggering_asset_events: Mapping[Any, Iterable[Any]] | None)
         return ["tag:stage"]
     # `raw.<table>*` also matches the child table `<table>__metrics`; `,` intersects with tag:stage
     return [f"source:raw.{table}*+,tag:stage" for table in tables]
+
+
+def newest_event_time(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> datetime | None:
+    """Time of the newest asset event that triggered a run (None for a run no event triggered).
+
+    An asset-triggered forecast issues at this time: its data was in stage when the event was
+    emitted, so the minute of the reading that triggered it is inside the forecast's windows. (The
+    run's own ``run_after`` can be the time of an older event queued while the previous run was
+    busy, which left the newest minute out until the next cron run.)
+    """
+    times = [event.timestamp for events in (triggering_asset_events or {}).values() for event in events
+             if getattr(event, "timestamp", None) is not None]
+    return max(times, default=None)
