@@ -192,6 +192,25 @@ class Lake:
         import duckdb
 
         con = duckdb.connect(config={"threads": threads} if threads else {})
+        self._configure(con)
+        if self.is_s3:
+            from fsspec.implementations.arrow import ArrowFSWrapper
+
+            class _S3(ArrowFSWrapper):  # DuckDB routes a path to the fsspec filesystem by protocol
+                protocol = "s3"
+
+            con.register_filesystem(_S3(self.fs))
+        return con
+
+    def duckdb_session(self, database: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Another connection (own temp tables and session) to the database of ``database``: slices
+        run side by side in one DuckDB instance, sharing its memory, parsed footers and filesystems."""
+        con = database.cursor()
+        self._configure(con)
+        return con
+
+    @staticmethod
+    def _configure(con: duckdb.DuckDBPyConnection) -> None:
         # Naive timestamps mean UTC (as pandas' Timestamp.timestamp() reads them in the seed); fix the
         # session zone so a TIMESTAMP/TIMESTAMPTZ mix never depends on the machine's local zone.
         con.execute("set TimeZone = 'UTC'")
@@ -202,14 +221,6 @@ class Lake:
         # A day's footers are read several times (column presence, the t statistics, the scans): keep
         # them parsed for the connection's life instead of reading and decoding them again each time.
         con.execute("set parquet_metadata_cache = true")
-        if self.is_s3:
-            from fsspec.implementations.arrow import ArrowFSWrapper
-
-            class _S3(ArrowFSWrapper):  # DuckDB routes a path to the fsspec filesystem by protocol
-                protocol = "s3"
-
-            con.register_filesystem(_S3(self.fs))
-        return con
 
 
 def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:

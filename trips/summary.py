@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -151,7 +149,8 @@ class _DayRun:
     that integer instead of the device string (about 40 % faster on 5 M IMU rows).
     """
 
-    def __init__(self, lake: Lake, config: TripConfig, day: date, devices: list[str], options: Options):
+    def __init__(self, lake: Lake, config: TripConfig, day: date, devices: list[str], options: Options,
+                 con: duckdb.DuckDBPyConnection | None = None):
         self.lake, self.config, self.day, self.options = lake, config, day, options
         self.devices = devices
         self.dev_index = {d: i for i, d in enumerate(devices)}
@@ -159,7 +158,7 @@ class _DayRun:
         # a day writes the same bytes (with several threads the partial sums meet in a different
         # order each run and the last bits change). Exact DECIMAL sums would also be reproducible
         # but doubled the CPU time; parallelism comes from several _DayRun over slices of devices.
-        self.con = lake.duckdb(threads=1)
+        self.con = con or lake.duckdb(threads=1)
         self.con.execute("create temp table windows (dev integer, start_us bigint, end_us bigint)")
         self.con.execute("create temp table presence (dev integer, message varchar, col varchar)")
         # Lists bound as parameters, not con.register(Arrow table): register imports pandas (~1 s).
@@ -531,8 +530,9 @@ class _DaySummary:
             self._cleanup()
 
 
-def _summarise_slice(lake: Lake, config: TripConfig, day: date, devices: list[str], options: Options) -> _DayRun:
-    run = _DayRun(lake, config, day, devices, options)
+def _summarise_slice(lake: Lake, config: TripConfig, day: date, devices: list[str], options: Options,
+                     con: duckdb.DuckDBPyConnection | None = None) -> _DayRun:
+    run = _DayRun(lake, config, day, devices, options, con)
     try:
         run.trips = run.find_windows()
         if run.trips:
@@ -555,7 +555,7 @@ def _summarise(lake: Lake, config: TripConfig, day: date, devices: list[str] | N
     add partial sums in a different order each run. The slicing does not depend on the thread count,
     so neither does any bit of the output. (Slicing the same devices differently, as the DAG's shards
     may, can change the plan DuckDB picks and with it the last bit of a sum: rel. 1e-15.)
-    The slices' results are written to temporary Parquet parts and read back in device order.
+    The slices' results are appended to one table in device order.
     """
     options = options or Options()
     wanted = set(devices) if devices is not None else None
@@ -568,32 +568,32 @@ def _summarise(lake: Lake, config: TripConfig, day: date, devices: list[str] | N
         run = _summarise_slice(lake, config, day, selected, options)
         summary = _DaySummary(run.con, run.rows, run.trips)
     else:
-        parts_dir = tempfile.mkdtemp(prefix="trips-parts-")
+        # One DuckDB instance, one single-threaded connection per slice: the slices share the instance's
+        # memory and parsed footers (a DuckDB instance per slice cost about 0.02 CPU s more each).
+        database = lake.duckdb(threads=1)
+        sessions = [lake.duckdb_session(database) for _ in slices]
 
-        def summarise_to_part(index: int) -> tuple[int, int, str | None]:
-            """(trips, rows, part file) of one slice; its DuckDB is closed before the next slice starts."""
-            run = _summarise_slice(lake, config, day, slices[index], options)
+        def summarise_into_table(index: int) -> tuple[int, int]:
+            """(trips, rows) of one slice; its rows go to the shared table slice_<index>."""
+            run = _summarise_slice(lake, config, day, slices[index], options, sessions[index])
             try:
-                if not run.rows:
-                    return run.trips, 0, None
-                part = os.path.join(parts_dir, f"part-{index:05d}.parquet")
-                run.con.execute(f"copy result to {_lit(part)} (format parquet)")
-                return run.trips, run.rows, part
+                run.con.execute(f"create table slice_{index} as select * from result")
+                return run.trips, run.rows
             finally:
                 run.close()
 
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trips") as pool:
-                done = list(pool.map(summarise_to_part, range(len(slices))))
-            parts = [part for _, _, part in done if part]
-            con = lake.duckdb(threads=1)
-            if parts:  # one thread reads the parts in list order, i.e. in configured-device order
-                con.execute("create temp table result as select * from read_parquet($parts)", {"parts": parts})
-            else:
-                con.execute(f"create temp table result as {_EMPTY_RESULT}")
-            summary = _DaySummary(con, sum(rows for _, rows, _ in done), sum(trips for trips, _, _ in done))
-        finally:
-            shutil.rmtree(parts_dir, ignore_errors=True)
+                done = list(pool.map(summarise_into_table, range(len(slices))))
+            # appended in slice order, i.e. in configured-device order; one thread reads them back so
+            database.execute(f"create temp table result as {_EMPTY_RESULT}")
+            for index in range(len(slices)):
+                database.execute(f"insert into result select * from slice_{index}")
+                database.execute(f"drop table slice_{index}")
+        except BaseException:
+            database.close()
+            raise
+        summary = _DaySummary(database, sum(rows for _, rows in done), sum(trips for trips, _ in done))
     log.info("%s: %d devices, %d trips, %d summary rows (%d workers)", day, len(selected), summary.trips,
              summary.rows, workers)
     return summary
