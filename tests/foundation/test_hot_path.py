@@ -116,3 +116,17 @@ def test_the_hot_path_dags_run_one_task_process_per_step(load_dag):
     assert validate.timetable.asset_condition == stage.timetable.asset_condition
     forecast = load_dag("iot_forecast")
     assert "stage.iaq_minutely" in {a.name for a in forecast.timetable.asset_condition.objects}
+
+
+def test_the_local_scheduler_preloads_the_task_libraries_without_starting_threads():
+    # tasks are forked from the scheduler: a thread alive at fork time could deadlock a task
+    import subprocess
+    import sys
+
+    code = ("from iot_cli.localstack.scheduler import PRELOADED_MODULES, preload, thread_count\n"
+            "loaded = preload()\n"
+            "assert loaded == list(PRELOADED_MODULES), loaded\n"
+            "print(thread_count())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"
