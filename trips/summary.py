@@ -259,6 +259,8 @@ class _DayRun:
             by_message.setdefault(self.config.cluster_of(device).trip_message, []).append(device)
         offsets = (-1, 0, 1) if self.options.cross_midnight else (0,)
         gap_us = int(round(self.options.gap_minutes * 60 * 1_000_000))
+        if gap_us < 0:
+            raise ValueError(f"gap_minutes must not be negative, got {self.options.gap_minutes}")
         # Readings are first reduced to buckets of gap_us: two readings in one bucket are less than
         # gap_us apart, so a gap longer than gap_us can only lie between the last reading of a bucket
         # and the first of the next non-empty one. The window functions then sort a few thousand

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from click.testing import CliRunner
 
 from iot_cli.commands.trips import command as trips_command
@@ -95,6 +96,8 @@ def test_gap_option_changes_how_trips_are_cut(edge_lake):
     default = summarise_day(lake, config, DAY1, devices=["EDGE0001"]).to_pandas()
     long_gap = summarise_day(lake, config, DAY1, devices=["EDGE0001"], options=Options(gap_minutes=120)).to_pandas()
     assert default.TripID.nunique() == 3 and long_gap.TripID.nunique() == 1
+    with pytest.raises(ValueError, match="must not be negative"):
+        summarise_day(lake, config, DAY1, devices=["EDGE0001"], options=Options(gap_minutes=-1))
 
 
 def test_cross_midnight_keeps_a_trip_whole(tmp_path):
