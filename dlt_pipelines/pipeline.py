@@ -2,10 +2,10 @@
 
 One dlt source over the collections. Per collection a reader resource (run in dlt's thread pool,
 so the collections are read in parallel) streams the window ``[last end, now - settle)`` of
-``_ingested_at`` and yields Arrow batches; three transformers pick the good rows, the child rows
-(``<coll>__metrics``) and the quarantined documents out of each batch. Arrow items are written
-to PostgreSQL with dlt's csv loader file format (COPY) and merged on their key
-(``_id``; ``(_parent_id, idx)``; ``(collection, source_id)``), so re-reading a window is harmless.
+``_ingested_at`` into CSV files, one per raw table (good rows, child rows ``<coll>__metrics``,
+quarantined documents), and yields them once at the end; three transformers hand them to dlt as
+imported load files. dlt loads them with its csv loader file format (COPY) and merges on their
+key (``_id``; ``(_parent_id, idx)``; ``(collection, source_id)``), so re-reading a window is harmless.
 
 Incremental state: the end of the last window per collection, kept in dlt's source state, which
 dlt stores in the destination in the same load package as the data (``_dlt_pipeline_state``), so
@@ -48,10 +48,6 @@ def settle_seconds() -> float:
 
 
 def _configure_dlt() -> None:
-    # Arrow items get _dlt_load_id (contract: every raw table has it); no _dlt_id: rows are keyed by
-    # the source _id, and a unique _dlt_id index would only slow the COPY down.
-    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "false")
     # ERROR: dlt warns on every run that the jsonb hints differ from the Arrow string columns (intended).
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     # We pass credentials explicitly; dlt's Airflow-Variables secrets lookup (on by default when Airflow is
