@@ -25,11 +25,18 @@ with changed as (
 ),
 
 observed as (
-    select r.device_id, date_trunc('minute', r.time) as time, avg(r.value::numeric)::double precision as iaq, max(r._ingested_at) as _ingested_at
-    from {{ ref('stg_sensor_readings') }} as r
-    join changed as c on c.device_id = r.device_id and r.time >= c.from_time and r.time < c.to_time
-    where r.measure_name = 'iaq'
-    group by r.device_id, date_trunc('minute', r.time)
+    -- lateral: one (device_id, measure_name, time) index range per changed device. As a plain
+    -- join PostgreSQL chose a hash join over every iaq reading of the history (5.5 s instead of
+    -- 0.1 s at 30 days x 100 sensors), which made incremental runs grow with the history.
+    select c.device_id, m.time, m.iaq, m._ingested_at
+    from changed as c
+    cross join lateral (
+        select date_trunc('minute', r.time) as time, avg(r.value::numeric)::double precision as iaq,
+               max(r._ingested_at) as _ingested_at
+        from {{ ref('stg_sensor_readings') }} as r
+        where r.device_id = c.device_id and r.measure_name = 'iaq' and r.time >= c.from_time and r.time < c.to_time
+        group by date_trunc('minute', r.time)
+    ) as m
 ),
 
 with_next as (
