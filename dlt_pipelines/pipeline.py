@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -185,24 +187,45 @@ def ensure_staging_schema() -> None:
                        "init SQL (`make up` does; Docker: warehouse/init via docker/timescaledb/initdb.sh)")
 
 
-def ensure_indexes() -> None:
+def ensure_indexes(workers: int = 2) -> None:
     """A unique index on each table's merge key (so merges are index lookups, not scans) and an
-    ``_ingested_at`` index for the stage models' incremental reads; idempotent."""
+    ``_ingested_at`` index for the stage models' incremental reads; idempotent.
+
+    Only missing indexes are built (after the first load: all of them, on the loaded rows, which is
+    cheaper than maintaining them during that load), ``workers`` at a time on their own connections."""
     from psycopg import sql
 
     with pg_connect("loader", autocommit=True) as conn:
         existing = {r[0] for r in conn.execute(
             "select table_name from information_schema.tables where table_schema = %s", (DATASET,))}
-        for table, key in tables.table_keys().items():
-            if table not in existing:
-                continue
-            conn.execute(sql.SQL("create unique index if not exists {} on {}.{} ({})").format(
+        indexes = {r[0] for r in conn.execute("select indexname from pg_indexes where schemaname = %s", (DATASET,))}
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for table, key in tables.table_keys().items():
+        if table not in existing:
+            continue
+        if f"{table}_key_uq" not in indexes:
+            todo.put(sql.SQL("create unique index if not exists {} on {}.{} ({})").format(
                 sql.Identifier(f"{table}_key_uq"), sql.Identifier(DATASET), sql.Identifier(table),
                 sql.SQL(", ").join(map(sql.Identifier, key))))
-            if table in tables.CURSOR_INDEXED:
-                # the stage models read raw incrementally by _ingested_at: without it every run scans raw
-                conn.execute(sql.SQL("create index if not exists {} on {}.{} (_ingested_at)").format(
-                    sql.Identifier(f"{table}_ingested_idx"), sql.Identifier(DATASET), sql.Identifier(table)))
+        if table in tables.CURSOR_INDEXED and f"{table}_ingested_idx" not in indexes:
+            # the stage models read raw incrementally by _ingested_at: without it every run scans raw
+            todo.put(sql.SQL("create index if not exists {} on {}.{} (_ingested_at)").format(
+                sql.Identifier(f"{table}_ingested_idx"), sql.Identifier(DATASET), sql.Identifier(table)))
+    if todo.empty():
+        return
+
+    def build() -> None:
+        with pg_connect("loader", autocommit=True) as conn:
+            while True:
+                try:
+                    statement = todo.get_nowait()
+                except queue.Empty:
+                    return
+                conn.execute(statement)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done in [pool.submit(build) for _ in range(min(workers, todo.qsize()))]:
+            done.result()
 
 
 def known_device_ids(db) -> frozenset[str]:
