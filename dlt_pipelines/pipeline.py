@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -228,6 +229,20 @@ def ensure_indexes(workers: int = 2) -> None:
             done.result()
 
 
+# A run's CSV files older than this belong to a killed run (a run takes seconds to minutes).
+STALE_IMPORT_FILES_SECONDS = 6 * 3600
+
+
+def import_files_dir(root: Path) -> Path:
+    """A fresh directory for this run's CSV files; those of killed runs are removed once stale (not
+    at once: another run of the same pipeline may be extracting right now)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        if time.time() - old.stat().st_mtime > STALE_IMPORT_FILES_SECONDS:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=root))
+
+
 def known_device_ids(db) -> frozenset[str]:
     return frozenset(str(d) for d in db["devices"].distinct("_id"))
 
@@ -277,9 +292,7 @@ def load_raw(collections: list[str] | None = None, progress: bool = False, *, se
         client.close()
     seconds["prepare"] = time.perf_counter() - started
     counts: dict[str, ReadCounts] = {}
-    # one run at a time per pipeline (the DAG has max_active_runs=1): files left by a killed run go
-    files_dir = Path(pipeline.working_dir) / "import_files"
-    shutil.rmtree(files_dir, ignore_errors=True)
+    files_dir = import_files_dir(Path(pipeline.working_dir) / "import_files")
     try:
         info = pipeline.run(raw_source(collections, window_end, devices, counts, files_dir, now=now),
                             loader_file_format="csv")
