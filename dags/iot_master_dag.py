@@ -33,9 +33,10 @@ from orchestration.defaults import DEFAULT_ARGS
 def iot_master_dag():
     @task
     def extract() -> dict:
-        from dlt_pipelines import load_raw
+        from orchestration.extract import load_raw_exclusively
 
-        return load_raw(collections=None, progress=False)
+        # waits while the continuous iot_raw_extract is loading: they share one dlt pipeline
+        return load_raw_exclusively(collections=None, progress=False)
 
     @task
     def validate(extracted: dict) -> dict:

@@ -130,3 +130,28 @@ def test_the_local_scheduler_preloads_the_task_libraries_without_starting_thread
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "1"
+
+
+def test_extract_loads_of_different_dags_never_overlap(services, monkeypatch):
+    # iot_raw_extract (continuous) and iot_master_dag share one dlt pipeline, which dlt does not lock
+    import dlt_pipelines
+    from iot_core.connections import pg_connect
+    from orchestration.extract import EXTRACT_LOCK_KEY, load_raw_exclusively
+
+    def lock_is_free() -> bool:
+        with pg_connect("loader", autocommit=True) as other:
+            free = other.execute("select pg_try_advisory_lock(%s)", (EXTRACT_LOCK_KEY,)).fetchone()[0]
+            if free:
+                other.execute("select pg_advisory_unlock(%s)", (EXTRACT_LOCK_KEY,))
+            return free
+
+    seen = {}
+
+    def load_raw_that_looks_at_the_lock(**kwargs):  # stands in for the dlt load, not for a database
+        seen["free_during_load"] = lock_is_free()
+        return {"loaded": {}, "called_with": kwargs}
+
+    monkeypatch.setattr(dlt_pipelines, "load_raw", load_raw_that_looks_at_the_lock)
+    assert load_raw_exclusively(collections=["users"])["called_with"] == {"collections": ["users"]}
+    assert seen["free_during_load"] is False
+    assert lock_is_free()  # released when the load returns
