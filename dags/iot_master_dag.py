@@ -33,10 +33,10 @@ from orchestration.defaults import DEFAULT_ARGS
 def iot_master_dag():
     @task
     def extract() -> dict:
-        from orchestration.extract import load_raw_exclusively
+        from dlt_pipelines import load_raw
 
         # waits while the continuous iot_raw_extract is loading: they share one dlt pipeline
-        return load_raw_exclusively(collections=None, progress=False)
+        return load_raw(collections=None, progress=False)
 
     @task
     def validate(extracted: dict) -> dict:

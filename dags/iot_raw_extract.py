@@ -23,7 +23,7 @@ collection plus `<collection>__metrics` child tables, merged on the source `_id`
   csv loader). Documents that break the contract go to `raw.quarantine` with the reason; the
   others load. The cursor lives in the warehouse with the data, so a rerun (or another worker)
   resumes exactly where the last committed load stopped and re-running an interval changes nothing.
-  One load at a time across DAGs (a PostgreSQL advisory lock shared with `iot_master_dag`).
+  One load at a time across DAGs and the CLI (a PostgreSQL advisory lock taken by `load_raw`).
   It then announces the asset `raw.<table>` (through the alias `raw.updated_tables`) for each
   table that received rows, with the row count and dlt load ids in the event's extra, so the stage
   transform runs on new data only and validates exactly those loads. A run that found nothing
@@ -48,10 +48,10 @@ CPU); one run at a time. See docs/extract.md and docs/forecasting.md (freshness)
 def iot_raw_extract():
     @task(outlets=[RAW_UPDATES_ALIAS])
     def extract(*, outlet_events=None) -> dict:
+        from dlt_pipelines import load_raw
         from orchestration.asset_events import announce_raw_updates
-        from orchestration.extract import load_raw_exclusively
 
-        result = load_raw_exclusively()
+        result = load_raw()  # waits while another DAG's load holds the extract lock
         result["announced"] = announce_raw_updates(result, outlet_events[RAW_UPDATES_ALIAS])
         return result
 

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -254,14 +255,42 @@ def ensure_cursor_indexes(db, collections: Iterable[str]) -> None:
 
 
 # ------------------------------------------------------------------ public API
+# Any constant every caller shares ("dltr"): the key of the PostgreSQL advisory lock below.
+EXTRACT_LOCK_KEY = 0x646C7472
+
+
+@contextmanager
+def extract_lock() -> Iterator[None]:
+    """One load at a time, whoever starts it: the continuous `iot_raw_extract`, `iot_master_dag`,
+    `iot extract` and `iot demo` share one dlt pipeline (working directory, state, load
+    packages), which dlt does not lock. The lock lives in the warehouse, so it holds across
+    processes and workers; the second caller waits (a few seconds) instead of racing the first,
+    and a killed process's lock goes with its session."""
+    with pg_connect("loader", autocommit=True) as conn:
+        if not conn.execute("select pg_try_advisory_lock(%s)", (EXTRACT_LOCK_KEY,)).fetchone()[0]:
+            log.info("another extract is loading: waiting for it to finish")
+            conn.execute("select pg_advisory_lock(%s)", (EXTRACT_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (EXTRACT_LOCK_KEY,))
+
+
 def load_raw(collections: list[str] | None = None, progress: bool = False, *, settle: float | None = None,
              pipelines_dir: str | None = None) -> dict:
-    """Load new MongoDB documents of ``collections`` (default: all) into ``raw`` once.
+    """Load new MongoDB documents of ``collections`` (default: all) into ``raw`` once, holding
+    the extract lock (:func:`extract_lock`).
 
     Returns a plain dict: ``{"loaded": {table: rows}, "quarantined": {collection: rows},
     "reasons": {kind: rows}, "documents": n, "window_end": iso, "load_ids": [...],
     "seconds": {step: seconds}}``.
     """
+    with extract_lock():
+        return _load_raw_unlocked(collections, progress, settle=settle, pipelines_dir=pipelines_dir)
+
+
+def _load_raw_unlocked(collections: list[str] | None, progress: bool, *, settle: float | None,
+                       pipelines_dir: str | None) -> dict:
     collections = list(collections or COLLECTIONS)
     unknown = sorted(set(collections) - set(COLLECTIONS))
     if unknown:

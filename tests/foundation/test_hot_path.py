@@ -133,10 +133,11 @@ def test_the_local_scheduler_preloads_the_task_libraries_without_starting_thread
 
 
 def test_extract_loads_of_different_dags_never_overlap(services, monkeypatch):
-    # iot_raw_extract (continuous) and iot_master_dag share one dlt pipeline, which dlt does not lock
-    import dlt_pipelines
+    # iot_raw_extract (continuous), iot_master_dag and `iot extract` share one dlt pipeline,
+    # which dlt does not lock: load_raw holds a warehouse advisory lock while it loads
+    from dlt_pipelines import load_raw, pipeline
+    from dlt_pipelines.pipeline import EXTRACT_LOCK_KEY
     from iot_core.connections import pg_connect
-    from orchestration.extract import EXTRACT_LOCK_KEY, load_raw_exclusively
 
     def lock_is_free() -> bool:
         with pg_connect("loader", autocommit=True) as other:
@@ -147,11 +148,11 @@ def test_extract_loads_of_different_dags_never_overlap(services, monkeypatch):
 
     seen = {}
 
-    def load_raw_that_looks_at_the_lock(**kwargs):  # stands in for the dlt load, not for a database
+    def load_that_looks_at_the_lock(collections, progress, **kwargs):  # stands in for the dlt load, not a database
         seen["free_during_load"] = lock_is_free()
-        return {"loaded": {}, "called_with": kwargs}
+        return {"loaded": {}, "called_with": collections}
 
-    monkeypatch.setattr(dlt_pipelines, "load_raw", load_raw_that_looks_at_the_lock)
-    assert load_raw_exclusively(collections=["users"])["called_with"] == {"collections": ["users"]}
+    monkeypatch.setattr(pipeline, "_load_raw_unlocked", load_that_looks_at_the_lock)
+    assert load_raw(collections=["users"])["called_with"] == ["users"]
     assert seen["free_during_load"] is False
     assert lock_is_free()  # released when the load returns
