@@ -17,17 +17,13 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from orchestration.assets import RAW_ASSETS
+from orchestration.assets import ANY_RAW_UPDATE
 from orchestration.defaults import DEFAULT_ARGS
-
-raw_updated = None
-for asset in RAW_ASSETS.values():
-    raw_updated = asset if raw_updated is None else raw_updated | asset
 
 
 @dag(
     dag_id="iot_raw_validate",
-    schedule=raw_updated,
+    schedule=ANY_RAW_UPDATE,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -23,17 +23,13 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from orchestration.assets import IAQ_MINUTELY_ASSET, RAW_ASSETS, STAGE_ASSET
+from orchestration.assets import ANY_RAW_UPDATE, IAQ_MINUTELY_ASSET, STAGE_ASSET
 from orchestration.defaults import DEFAULT_ARGS
-
-raw_updated = None
-for asset in RAW_ASSETS.values():
-    raw_updated = asset if raw_updated is None else raw_updated | asset
 
 
 @dag(
     dag_id="iot_stage_transform",
-    schedule=raw_updated,
+    schedule=ANY_RAW_UPDATE,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
