@@ -19,7 +19,7 @@ same values.
 from __future__ import annotations
 
 import struct
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +31,8 @@ _INT32 = struct.Struct("<i")
 _DOUBLE_FIELDS = len(contract.AIR_QUALITY_MEASURES)
 # The readings array as an embedded document: int32 size, 7 x (0x01, "<i>\0", 8-byte double), 0x00.
 _READINGS_SIZE = 4 + _DOUBLE_FIELDS * 11 + 1
-_PADDING = 256
+# zero bytes appended to a batch: reads of rejected documents (parked at offset 0) stay inside
+PADDING = 256
 # whole seconds with "Z" or an offset of at most ±23:59 (what datetime.fromisoformat accepts)
 _TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 
@@ -44,47 +45,50 @@ def document_offsets(raw: bytes) -> np.ndarray:
     pos, end = 0, len(raw)
     while pos < end:
         append(pos)
-        pos += unpack(raw, pos)[0]
+        size = unpack(raw, pos)[0]
+        if size < 5:
+            raise ValueError(f"raw BSON batch has a document of size {size} at byte {pos}")
+        pos += size
     if pos != end:
         raise ValueError("raw BSON batch does not end at a document boundary")
     return np.asarray(offsets, dtype=np.int64)
 
 
-def _int32_at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
+def int32_at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
     b = buf[pos[:, None] + np.arange(4)].astype(np.int64)
     value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
     return np.where(value >= 1 << 31, value - (1 << 32), value)
 
 
-def _matches(buf: np.ndarray, pos: np.ndarray, expected: bytes) -> np.ndarray:
+def bytes_match(buf: np.ndarray, pos: np.ndarray, expected: bytes) -> np.ndarray:
     want = np.frombuffer(expected, dtype=np.uint8)
     return (buf[pos[:, None] + np.arange(len(want))] == want).all(axis=1)
 
 
-class _Layout:
+class Layout:
     """Positions along the documents of a batch; ``ok`` turns False at the first mismatch."""
 
     def __init__(self, buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray):
         self.buf = buf
         self.ends = starts + sizes
         self.pos = starts + 4
-        self.ok = (sizes >= 5) & (self.ends <= len(buf) - _PADDING)
+        self.ok = (sizes >= 5) & (self.ends <= len(buf) - PADDING)
         self.pos = np.where(self.ok, self.pos, 0)
 
-    def _guard(self, length: int) -> None:
+    def _guard(self, length: int | np.ndarray) -> None:
         # documents already rejected, or too short for what comes next, are parked at offset 0
         self.ok &= self.pos + length <= self.ends
         self.pos = np.where(self.ok, self.pos, 0)
 
     def expect(self, expected: bytes) -> None:
         self._guard(len(expected))
-        self.ok &= _matches(self.buf, self.pos, expected)
+        self.ok &= bytes_match(self.buf, self.pos, expected)
         self.pos = self.pos + len(expected)
 
     def string(self) -> tuple[np.ndarray, np.ndarray]:
         """A BSON string value (int32 length incl. the NUL, bytes, NUL): (data starts, byte lengths)."""
         self._guard(4)
-        length = _int32_at(self.buf, self.pos)
+        length = int32_at(self.buf, self.pos)
         self.ok &= (length >= 1) & (self.pos + 4 + length <= self.ends)
         length = np.where(self.ok, length, 1)
         start = np.where(self.ok, self.pos + 4, 0)
@@ -95,16 +99,49 @@ class _Layout:
     def doubles(self, count: int) -> np.ndarray:
         """An embedded array of exactly ``count`` doubles keyed "0".."count-1"."""
         self._guard(4 + count * 11 + 1)
-        self.ok &= _int32_at(self.buf, self.pos) == 4 + count * 11 + 1
+        self.ok &= int32_at(self.buf, self.pos) == 4 + count * 11 + 1
         base = self.pos + 4
         values = np.empty((len(base), count), dtype=np.float64)
         for i in range(count):
             at = base + i * 11
-            self.ok &= _matches(self.buf, at, b"\x01" + str(i).encode() + b"\x00")
+            self.ok &= bytes_match(self.buf, at, b"\x01" + str(i).encode() + b"\x00")
             values[:, i] = self.buf[(at + 3)[:, None] + np.arange(8)].copy().view("<f8")[:, 0]
         self.ok &= self.buf[base + count * 11] == 0
         self.pos = base + count * 11 + 1
         return values
+
+    def embedded(self) -> tuple[np.ndarray, np.ndarray]:
+        """An embedded document or array, skipped: (its start, its size incl. the int32 prefix and
+        the terminating NUL, which is checked)."""
+        self._guard(5)
+        size = int32_at(self.buf, self.pos)
+        self.ok &= (size >= 5) & (self.pos + size <= self.ends)
+        start = np.where(self.ok, self.pos, 0)
+        size = np.where(self.ok, size, 5)
+        self.ok &= self.buf[start + size - 1] == 0
+        self.pos = start + size
+        return start, size
+
+    def int32(self) -> np.ndarray:
+        self._guard(4)
+        value = int32_at(self.buf, self.pos)
+        self.pos = self.pos + 4
+        return value
+
+    def int32_or_double(self, key: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """A field named ``key`` holding an int32 or a double: (its value as float64, whether it is
+        an int32). The only field whose type may vary between items, so it is read with its header."""
+        self._guard(len(key) + 6)
+        kind = self.buf[self.pos]
+        is_int = kind == 0x10
+        self.ok &= (is_int | (kind == 0x01)) & bytes_match(self.buf, self.pos + 1, key + b"\x00")
+        self.pos = self.pos + len(key) + 2
+        width = np.where(is_int, 4, 8)
+        self._guard(width)
+        double = self.buf[self.pos[:, None] + np.arange(8)].copy().view("<f8")[:, 0]
+        value = np.where(is_int, int32_at(self.buf, self.pos).astype(np.float64), double)
+        self.pos = self.pos + width
+        return value, is_int
 
     def int64(self) -> np.ndarray:
         self._guard(8)
@@ -118,7 +155,7 @@ class _Layout:
         self.ok &= (self.buf[self.pos] == 0) & (self.pos + 1 == self.ends)
 
 
-def _strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> pa.Array:
+def utf8_strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> pa.Array:
     """A UTF-8 string array gathered from ``length`` bytes at ``start`` of each row (validated)."""
     offsets = np.zeros(len(start) + 1, dtype=np.int32)
     np.cumsum(length, out=offsets[1:])
@@ -140,9 +177,9 @@ def split_air_quality(raw: bytes, schema: pa.Schema, ctx: contract.Context,
     """
     starts = document_offsets(raw)
     # zero padding: rejected documents are parked at offset 0, whose reads must stay in the buffer
-    buf = np.frombuffer(raw + bytes(_PADDING), dtype=np.uint8)
+    buf = np.frombuffer(raw + bytes(PADDING), dtype=np.uint8)
     sizes = np.diff(np.append(starts, len(raw)))
-    layout = _Layout(buf, starts, sizes)
+    layout = Layout(buf, starts, sizes)
     layout.expect(b"\x02_id\x00")
     id_start, id_len = layout.string()
     layout.expect(b"\x02devid\x00")
@@ -161,9 +198,9 @@ def split_air_quality(raw: bytes, schema: pa.Schema, ctx: contract.Context,
         lo, hi = contract.AIR_QUALITY_RANGES[measure]
         ok &= (readings[:, i] >= lo) & (readings[:, i] <= hi)
     try:
-        ids = _strings(buf, np.where(ok, id_start, 0), np.where(ok, id_len, 0))
-        devids = _strings(buf, np.where(ok, dev_start, 0), np.where(ok, dev_len, 0))
-        ts = _strings(buf, np.where(ok, ts_start, 0), np.where(ok, ts_len, 0))
+        ids = utf8_strings(buf, np.where(ok, id_start, 0), np.where(ok, id_len, 0))
+        devids = utf8_strings(buf, np.where(ok, dev_start, 0), np.where(ok, dev_len, 0))
+        ts = utf8_strings(buf, np.where(ok, ts_start, 0), np.where(ok, ts_len, 0))
     except pa.ArrowInvalid:  # invalid UTF-8 somewhere: the per-document path sorts it out
         return schema.empty_table(), [raw[s:s + n] for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)]
     ok_arrow = pa.array(ok)
@@ -179,8 +216,7 @@ def split_air_quality(raw: bytes, schema: pa.Schema, ctx: contract.Context,
     ts_s = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy(zero_copy_only=False) - _offset_s(buf, ts_start, ts_len)
     ok &= (ts_s >= _epoch_s(contract.MIN_TS)) & (ts_s <= _epoch_s(ctx.max_ts))
 
-    end_ms = int(window_end.timestamp() * 1000)
-    take = ok & (ingested_ms < end_ms)
+    take = ok & (ingested_ms < first_ms_from(window_end))
     rows = np.flatnonzero(take)
     indices = pa.array(rows)
     columns = [ids.take(indices), devids.take(indices), ts.take(indices)]
@@ -205,3 +241,22 @@ def _offset_s(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndar
 def _epoch_s(moment: datetime) -> int:
     """Whole seconds since the epoch, rounded down (``ts`` has whole seconds here)."""
     return int(moment.timestamp() // 1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float on the way)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def first_ms_from(moment: datetime) -> int:
+    """The first whole millisecond at or after ``moment``: a BSON datetime ``t`` (ms) is before
+    ``moment`` exactly when ``t < first_ms_from(moment)``."""
+    return -(-epoch_us(moment) // 1000)
+
+
+def last_ms_until(moment: datetime) -> int:
+    """The last whole millisecond at or before ``moment``: ``t <= moment`` exactly when ``t <= last_ms_until(moment)``."""
+    return epoch_us(moment) // 1000

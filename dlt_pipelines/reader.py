@@ -3,7 +3,9 @@
 One range query per collection and window (``start <= _ingested_at < end``), streamed with a
 server-side cursor: no count, no skip/limit paging. Each document is validated and flattened in
 the same pass (dlt_pipelines.contract), so good rows, child rows and quarantine rows come out of
-one read.
+one read. Air quality (fastpath.py) and the heart-rate and step buckets (bucket_fastpath.py) go
+through vectorised paths first, which take whole raw batches apart and hand back, as raw bytes,
+every document they do not take plainly; those go the per-document way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow as pa
 from bson import json_util
 
 from dlt_pipelines import contract
+from dlt_pipelines.bucket_fastpath import BUCKET_COLLECTIONS, split_buckets
 from dlt_pipelines.fastpath import split_air_quality
 from dlt_pipelines.tables import CHILD_SCHEMAS, PARENT_SCHEMAS, QUARANTINE_SCHEMA, ColumnBuffer
 
@@ -192,6 +195,7 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
     history_as_json = collection == "devices"
     fast_path = typical_air_quality if collection == "air_quality" else None
     vectorised = collection == "air_quality"
+    vectorised_buckets = collection in BUCKET_COLLECTIONS
 
     def take() -> Batch[pa.Table]:
         return Batch(collection, parents.take() if parents else None, children.take() if children else None,
@@ -253,6 +257,19 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
                     counts.rows += plain.num_rows
                     yield Batch(collection, rows=plain)
                 docs = (bson.decode_all(doc, options)[0] for doc in others)
+            elif vectorised_buckets:
+                for part in split_buckets(raw, collection, ctx, end):
+                    if part.rows.num_rows:
+                        counts.documents += part.rows.num_rows
+                        counts.rows += part.rows.num_rows
+                        counts.child_rows += part.children.num_rows
+                        yield Batch(collection, rows=part.rows,
+                                    children=part.children if part.children.num_rows else None)
+                    for doc in part.others:
+                        one(bson.decode_all(doc, options)[0])
+                        if full():
+                            yield take()
+                continue
             else:
                 docs = decoded(raw, options)
             for doc in docs:

@@ -110,3 +110,12 @@ def test_documents_at_or_after_the_window_end_wait_for_the_next_window():
             reading("aq-1", "2026-11-01T00:00:00Z", GOOD_READINGS, WINDOW_END + timedelta(seconds=1), ":later")]
     rows, others = split(docs)
     assert [r["_id"] for r in rows] == [docs[0]["_id"]] and others == []
+
+
+def test_a_window_end_between_two_milliseconds_keeps_the_millisecond_before_it():
+    window_end = WINDOW_END + timedelta(microseconds=500)
+    docs = [reading("aq-1", "2026-11-01T00:00:00Z", GOOD_READINGS, WINDOW_END, ":same-ms"),
+            reading("aq-1", "2026-11-01T00:00:00Z", GOOD_READINGS, WINDOW_END + timedelta(milliseconds=1), ":next")]
+    table, others = split_air_quality(b"".join(bson.encode(d) for d in docs), PARENT_SCHEMAS["air_quality"], CTX,
+                                      window_end)
+    assert table.column("_id").to_pylist() == [docs[0]["_id"]] and others == []
