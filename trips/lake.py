@@ -191,7 +191,10 @@ class Lake:
         """An in-process DuckDB connection that can read this lake's paths."""
         import duckdb
 
-        con = duckdb.connect(config={"threads": threads} if threads else {})
+        # No async I/O threads: DuckDB's default 8 prefetch Parquet columns beside the reading thread,
+        # which here (local files in the page cache, one reading thread per slice, every core busy)
+        # added 10-15 % CPU time for no wall time gained (the job: 0.49 -> 0.43 CPU s, 0.28 -> 0.25 s).
+        con = duckdb.connect(config={"async_threads": 0, **({"threads": threads} if threads else {})})
         self._configure(con)
         if self.is_s3:
             from fsspec.implementations.arrow import ArrowFSWrapper
