@@ -11,7 +11,7 @@ naive timestamps are read as UTC), ``TripID`` = ``<device>_<TripStart>``.
 
 Why it is fast: the seed re-reads every file of a message once per trip and aggregation. Here every
 file's footer is read once; the trip windows come from the identifier's ``t`` reduced to gap-wide
-buckets; a file wholly inside one trip (by its ``t`` statistics) is aggregated on its own without
+buckets, and the same scan adds up the identifier's own signals per bucket; a file wholly inside one trip (by its ``t`` statistics) is aggregated on its own without
 reading ``t``; a file overlapping no trip is not read; only the files spanning a trip edge make each
 reading find its trip (an equi-join on (device, minute) plus a range check). The slices of devices
 run in parallel, one single-threaded connection each (so the output's bits do not depend on the
@@ -120,6 +120,7 @@ class _Footer:
     t_no_nulls: bool = True    # every row group's statistics count no null t
     t_min_us: int | None = None
     t_max_us: int | None = None
+    t_read: bool = True        # False: only the columns were read (parquet_schema), no statistics
     _t_row_groups: int = 0
 
     def add_t_row_group(self, is_int64: bool, min_us: int | None, max_us: int | None, nulls: int | None) -> None:
@@ -133,7 +134,7 @@ class _Footer:
 
     @property
     def usable(self) -> bool:
-        return self.t_known and self._t_row_groups > 0
+        return self.t_read and self.t_known and self._t_row_groups > 0
 
 
 @dataclass
@@ -174,6 +175,9 @@ class _DayRun:
         # as the trip identifier and as an aggregated message is not read twice)
         self.footers: dict[str, _Footer] = {}
         self._windows_by_dev: dict[int, list[tuple[int, int]]] | None = None  # read once the windows are known
+        # identifier message -> (table of its per-file, per-bucket partials, file -> file_index there,
+        # the signals it holds partials of)
+        self._bucket_scans: dict[str, tuple[str, dict[str, int], set[str]]] = {}
 
     trips = rows = 0  # set by _summarise_slice
 
@@ -196,11 +200,18 @@ class _DayRun:
                 file_map.offsets += [offset] * len(found)
         return file_map
 
-    def _read_footers(self, files: list[str]) -> None:
+    def _read_footers(self, files: list[str], t_stats: bool = True) -> None:
         """Read the footer facts of the files not read yet: their columns, and the span and null count
         of their ``t`` (row-group statistics). One ``parquet_metadata`` query; only files it has no row
-        for (no row groups) ask ``parquet_schema`` for their columns."""
-        new = [f for f in files if f not in self.footers]
+        for (no row groups) ask ``parquet_schema`` for their columns. Without ``t_stats`` (files whose
+        ``t`` is read anyway: the trip identifier's) only the columns, from ``parquet_schema``, which
+        costs about half as much; such a file is read again if its statistics are asked for later."""
+        if not t_stats:
+            new = [f for f in files if f not in self.footers]
+            if new:
+                self._read_columns(new, t_read=False)
+            return
+        new = [f for f in files if f not in self.footers or not self.footers[f].t_read]
         if not new:
             return
         rows = self.con.execute("""
@@ -211,22 +222,29 @@ class _DayRun:
                    case when path_in_schema = 't' then stats_null_count end
             from parquet_metadata($files)
         """, {"files": new}).fetchall()
+        read: dict[str, _Footer] = {}
         for file, column, is_int64, min_us, max_us, nulls in rows:
-            footer = self.footers.setdefault(file, _Footer())
+            footer = read.get(file) or read.setdefault(file, _Footer())
             footer.columns.add(column)
             if column == "t":
                 footer.add_t_row_group(is_int64, min_us, max_us, nulls)
-        unseen = [f for f in new if f not in self.footers]
+        self.footers.update(read)
+        unseen = [f for f in new if f not in read]
         if unseen:
-            for file, column in self.con.execute(
-                    "select file_name, name from parquet_schema($files)", {"files": unseen}).fetchall():
-                self.footers.setdefault(file, _Footer()).columns.add(column)
-            for file in unseen:
-                self.footers.setdefault(file, _Footer())
+            self._read_columns(unseen, t_read=True)
 
-    def _columns_present(self, file_map: _FileMap, wanted: set[str]) -> dict[int, set[str]]:
+    def _read_columns(self, files: list[str], t_read: bool) -> None:
+        """Footers holding only the files' columns (``parquet_schema``)."""
+        footers = {f: _Footer(t_read=t_read) for f in files}
+        for file, column in self.con.execute("select file_name, name from parquet_schema($files)"
+                                             " where num_children is null or num_children = 0",
+                                             {"files": files}).fetchall():
+            footers[file].columns.add(column)
+        self.footers.update(footers)
+
+    def _columns_present(self, file_map: _FileMap, wanted: set[str], t_stats: bool = True) -> dict[int, set[str]]:
         """Which of the wanted columns each device's files hold (from the Parquet footers only)."""
-        self._read_footers(file_map.files)
+        self._read_footers(file_map.files, t_stats)
         present: dict[int, set[str]] = {}
         for file, dev in zip(file_map.files, file_map.devs, strict=True):
             present.setdefault(dev, set()).update(self.footers[file].columns & (wanted | {"t"}))
@@ -253,6 +271,18 @@ class _DayRun:
             log.warning("%s: %s files of device %s have no column 't'; skipped", self.day, message, self.devices[dev])
         return file_map.without(set(without_t)) if without_t else file_map
 
+    def _partials_in_config(self, message: str) -> dict[str, set[str]]:
+        """Signal -> partial aggregates (sum, min, max) any cluster's aggregation of the message needs;
+        every signal keeps its sum (the NaN check of the per-file way reads it, and avg needs it)."""
+        partial_of = {"avg": "sum", "sum": "sum", "min": "min", "max": "max"}
+        wanted: dict[str, set[str]] = {}
+        for cluster in self.config.clusters:
+            for agg in cluster.aggregations:
+                if agg.message == message:
+                    for s in agg.signals:
+                        wanted.setdefault(s, {"sum"}).add(partial_of[agg.aggregation])
+        return wanted
+
     def find_windows(self) -> int:
         by_message: dict[str, list[str]] = {}
         for device in self.devices:
@@ -267,19 +297,45 @@ class _DayRun:
         # buckets instead of every reading (the windows are exactly those of the sorted readings).
         width = max(gap_us, 1)
         bucket = f"(t_us // {width}) - (t_us % {width} < 0)::bigint"  # floor division, also before 1970
-        for message, devices in by_message.items():
+        for m_index, (message, devices) in enumerate(by_message.items()):
             file_map = self._files(devices, message, offsets)
             if file_map:
-                file_map = self._usable(file_map, self._columns_present(file_map, {"t"}), message)
+                file_map = self._usable(file_map, self._columns_present(file_map, {"t"}, t_stats=False), message)
             if not file_map:
                 continue
+            # One scan of the identifier message gives both its trip windows and the partial aggregates
+            # of its own signals (it is usually aggregated too): per file and gap-wide bucket, the first
+            # and last t, and per signal count, sum, min, max. A bucket lies wholly inside one trip (a
+            # trip starts at the first reading of a bucket), so aggregate() adds up buckets instead of
+            # reading these files again (see _aggregate_message). Rows with a null t form
+            # the bucket null, which holds no first reading and so joins no window.
+            held = set().union(*(self.footers[f].columns for f in file_map.files))
+            signals = {s: fns for s, fns in self._partials_in_config(message).items() if s in held}
+            partials = [f"count({_ident(s)}) as {_ident('n:' + s)}" for s in sorted(signals)]
+            partials += [f"{fn}({_ident(s)}) as {_ident(fn + ':' + s)}" for s in sorted(signals) for fn in sorted(signals[s])]
+            values = "".join(f", nullif(cast(r.{_ident(s)} as double), 'nan'::double) as {_ident(s)}" for s in sorted(signals))
+            table = f"ident_{m_index}"
+            self.con.execute(f"""
+                create temp table {table} as
+                select list_extract($devs, file_index::bigint + 1) as dev, *
+                from (select file_index, {bucket} as bucket, min(t_us) as first_us, max(t_us) as last_us,
+                             count(*) as readings{''.join(', ' + e for e in partials)}
+                      from (select r.file_index, epoch_us(r.t) as t_us{values}
+                            from read_parquet($files, union_by_name = true) r)
+                      group by all)
+            """, {"files": file_map.files, "devs": file_map.devs})
             self.con.execute(f"""
                 create or replace temp table trip_buckets as
-                select dev, {bucket} as bucket, min(t_us) as first_us, max(t_us) as last_us,
-                       arg_min(day_offset, t_us) as day_offset, count(*) as readings
-                from (select r.dev, r.day_offset, epoch_us(r.t) as t_us from {self._scan(file_map)})
-                group by all
-            """, self._scan_params(file_map))
+                select dev, bucket, min(first_us) as first_us, max(last_us) as last_us,
+                       arg_min(list_extract($offsets, file_index::bigint + 1), first_us) as day_offset,
+                       sum(readings) as readings
+                from {table} group by dev, bucket
+            """, {"offsets": file_map.offsets})
+            # Every reading of trip i lies in [start_i - 1 s, start_(i+1) - 2 s] only when the gap is
+            # at least 2 s (its last reading is more than a gap before the next start); a smaller gap
+            # leaves the files to the other ways.
+            if gap_us >= 2_000_000:
+                self._bucket_scans[message] = (table, {f: i for i, f in enumerate(file_map.files)}, set(signals))
             nulls = self.con.execute("select coalesce(sum(readings), 0) from trip_buckets where bucket is null"
                                      ).fetchall()[0][0]
             if nulls:
@@ -339,6 +395,22 @@ class _DayRun:
             per_row.add(file, dev, offset)
         return whole, per_row
 
+    def _bucketed(self, message: str, file_map: _FileMap) -> tuple[tuple[str, list[int], set[str]] | None, _FileMap]:
+        """Split off the files whose partials find_windows already computed (the identifier's scan):
+        (its table, their file indexes there, the signals it holds) and the other files."""
+        scan = self._bucket_scans.get(message)
+        if scan is None:
+            return None, file_map
+        table, index_of, held = scan
+        covered = [index_of[f] for f in file_map.files if f in index_of]
+        if not covered:
+            return None, file_map
+        rest = _FileMap()
+        for file, dev, offset in zip(file_map.files, file_map.devs, file_map.offsets, strict=True):
+            if file not in index_of:
+                rest.add(file, dev, offset)
+        return (table, covered, held), rest
+
     def _window_minutes(self) -> None:
         """(device, minute) keys of every trip window, for the readings that look up their trip."""
         if getattr(self, "_minutes_ready", False):
@@ -363,6 +435,7 @@ class _DayRun:
         file for the files wholly inside a trip, and per trip for the other files' rows; they are then
         combined per trip. One DuckDB thread reads the files in list order, so the partial sums add up
         in a fixed order and a re-run gives the same bits."""
+        bucketed, file_map = self._bucketed(message, file_map)
         whole, per_row = self._split_by_window(file_map)
         union = ", union_by_name = true"  # files may differ in columns; costs nothing measurable here
         partial_of = {"avg": "sum", "sum": "sum", "min": "min", "max": "max"}
@@ -387,6 +460,20 @@ class _DayRun:
             return lambda s: f"cast(r.{_ident(s)} as double)" if s in held else "null::double"
 
         branches, params = [], {}
+        if bucketed:
+            # the identifier message's files: its per-bucket partials from find_windows, each bucket
+            # wholly inside the trip window holding its first reading (or in none)
+            table_of_buckets, file_indexes, held = bucketed
+            exprs = [f"sum(b.{_ident('n:' + s)})::bigint" if s in held else "0::bigint" for s in columns]
+            exprs += [f"{p}(b.{_ident(p + ':' + s)})" if s in held else "null::double" for p, s in partials]
+            branches.append(f"""
+                select b.dev, w.start_us, min(b.first_us) as first_us, max(b.last_us) as last_us,
+                       {', '.join(f'{e} as {_ident(n)}' for e, n in zip(exprs, partial_names[2:], strict=True))}
+                from {table_of_buckets} b
+                join windows w on w.dev = b.dev and b.first_us between w.start_us and w.end_us
+                where b.file_index in (select unnest($bucket_files))
+                group by b.dev, w.start_us""")
+            params["bucket_files"] = file_indexes
         if whole:
             # The file's trip, first and last t are known from its statistics: t is not even read, and
             # rows are grouped by the file (a constant per chunk). The NaN step costs a quarter of the
@@ -471,7 +558,8 @@ class _DayRun:
             if not file_map:
                 continue
             wanted = {s for _, _, agg in uses for s in agg.signals} | {"t"}
-            present = self._columns_present(file_map, wanted)
+            # the identifier's files need no t statistics (their partials come from find_windows)
+            present = self._columns_present(file_map, wanted, t_stats=message not in self._bucket_scans)
             file_map = self._usable(file_map, present, message)
             if not file_map:
                 continue

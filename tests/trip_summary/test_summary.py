@@ -164,3 +164,27 @@ def test_files_wholly_inside_a_trip_skip_the_per_reading_lookup(edge_lake):
         assert name(per_row.files) == ["100000d.parquet"]
     finally:
         run.close()
+
+
+def test_identifier_signals_come_from_the_window_scan_only_where_exact(tmp_path):
+    """The trip identifier's own signals are added up per gap-wide bucket by the scan that finds the
+    windows (a bucket lies wholly inside one trip) when the gap is at least 2 s. Below that, a reading
+    can lie in the slot before the next trip's window, in no trip (as in the seed), so the files take
+    the other ways: 08:00:01 is 1.8 s before the second trip (gap 1.5 s) and belongs to no window."""
+    from trips.summary import _DayRun
+
+    lake = Lake(tmp_path / "lake")
+    _write(lake, "DEV00001", SPEED, DAY1, "080000", [_ms(DAY1, 8, 0, 0), _ms(DAY1, 8, 0, 1), _ms(DAY1, 8, 0, 2.8)],
+           Speed=[10.0, 20.0, 30.0])
+    config = load_config_from(tmp_path, seed_config(["DEV00001"]))
+    short_gap = Options(gap_minutes=1.5 / 60)
+    for options, bucketed, counts, values in ((Options(), True, [3], [20.0]),
+                                              (short_gap, False, [1, 1], [10.0, 30.0])):
+        run = _DayRun(lake, config, DAY1, config.devices, options)
+        try:
+            assert run.find_windows() == len(counts)
+            assert (SPEED in run._bucket_scans) is bucketed
+        finally:
+            run.close()
+        speed = summarise_day(lake, config, DAY1, options=options).to_pandas().query("Signal == 'Speed'")
+        assert speed.Count.tolist() == counts and speed.Value.tolist() == values
