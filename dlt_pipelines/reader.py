@@ -21,10 +21,11 @@ from typing import Generic, TypeVar
 import bson
 import pyarrow as pa
 from bson import json_util
+from bson.errors import InvalidBSON
 
 from dlt_pipelines import contract
 from dlt_pipelines.bucket_fastpath import BUCKET_COLLECTIONS, split_buckets
-from dlt_pipelines.fastpath import split_air_quality
+from dlt_pipelines.fastpath import document_offsets, split_air_quality
 from dlt_pipelines.tables import CHILD_SCHEMAS, PARENT_SCHEMAS, QUARANTINE_SCHEMA, ColumnBuffer
 
 # Documents per MongoDB batch / rows per Arrow table (appended to the load file at a time).
@@ -103,23 +104,36 @@ def prefetched_batches(collection, query: dict, batch_size: int = MONGO_BATCH_SI
         thread.join(timeout=5)
 
 
-def decoded(raw: bytes, options) -> Iterator[dict]:
-    """The documents of a raw batch."""
-    if len(raw) <= DECODE_ALL_MAX_BYTES:
-        return iter(bson.decode_all(raw, options))
-    # a batch of large documents (a day of heart-rate buckets is one 9 MB batch): decoded one by
-    # one, so a single bucket's items are in memory at a time, not the whole batch's
-    return bson.decode_iter(raw, options)
+@dataclass(frozen=True)
+class Undecodable:
+    """A document whose strings are not valid UTF-8 (BSON requires it; a driver other than pymongo may
+    still write such bytes): decoded with the bad bytes replaced, for the quarantine row."""
+
+    doc: dict
+    reason: str
 
 
-def prefetched_documents(collection, query: dict, batch_size: int = MONGO_BATCH_SIZE) -> Iterator[dict]:
-    """The documents matching ``query`` (see prefetched_batches)."""
-    batches = prefetched_batches(collection, query, batch_size)
+def decode_document(raw: bytes, options) -> dict | Undecodable:
+    """One raw document; invalid UTF-8 makes an Undecodable, not an error that stops the read."""
     try:
-        for raw in batches:
-            yield from decoded(raw, collection.codec_options)
-    finally:
-        batches.close()
+        return bson.decode(raw, options)
+    except InvalidBSON as exc:
+        # anything else wrong with the bytes is not the document's fault (the server sent them): raise
+        doc = bson.decode(raw, options.with_options(unicode_decode_error_handler="replace"))
+        return Undecodable(doc, f"invalid_utf8: {exc}")
+
+
+def batch_documents(raw: bytes, options) -> Iterator[dict | Undecodable]:
+    """The documents of a raw batch, decoded one by one when the batch holds invalid UTF-8."""
+    if len(raw) <= DECODE_ALL_MAX_BYTES:
+        try:
+            yield from bson.decode_all(raw, options)
+            return
+        except InvalidBSON:
+            pass  # nothing was yielded (decode_all is all or nothing): again, document by document
+    starts = document_offsets(raw).tolist()
+    for start, end in zip(starts, [*starts[1:], len(raw)], strict=True):
+        yield decode_document(raw[start:end], options)
 
 
 def window_query(start: datetime | None) -> dict:
@@ -201,8 +215,17 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
         return Batch(collection, parents.take() if parents else None, children.take() if children else None,
                      quarantine.take())
 
-    def one(doc: dict) -> None:
+    def one(doc: dict | Undecodable) -> None:
         """The per-document path: validate, flatten, buffer."""
+        if isinstance(doc, Undecodable):
+            bad_ingested_at = doc.doc.get("_ingested_at")
+            if type(bad_ingested_at) is datetime and bad_ingested_at >= end:
+                return  # after this window: the next run reads it
+            counts.documents += 1
+            quarantine.append(quarantine_row(collection, doc.doc, doc.reason, ctx.now))
+            counts.quarantined += 1
+            counts.reasons["invalid_utf8"] = counts.reasons.get("invalid_utf8", 0) + 1
+            return
         ingested_at = doc.get("_ingested_at")
         if type(ingested_at) is not datetime:
             # only a first (unbounded) load sees these: the range query of later runs cannot
@@ -256,7 +279,7 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
                     counts.documents += plain.num_rows
                     counts.rows += plain.num_rows
                     yield Batch(collection, rows=plain)
-                docs = (bson.decode_all(doc, options)[0] for doc in others)
+                docs = (decode_document(doc, options) for doc in others)
             elif vectorised_buckets:
                 for part in split_buckets(raw, collection, ctx, end):
                     if part.rows.num_rows:
@@ -266,12 +289,12 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
                         yield Batch(collection, rows=part.rows,
                                     children=part.children if part.children.num_rows else None)
                     for doc in part.others:
-                        one(bson.decode_all(doc, options)[0])
+                        one(decode_document(doc, options))
                         if full():
                             yield take()
                 continue
             else:
-                docs = decoded(raw, options)
+                docs = batch_documents(raw, options)
             for doc in docs:
                 one(doc)
                 if full():

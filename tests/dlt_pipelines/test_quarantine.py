@@ -102,3 +102,26 @@ def test_bucket_fast_path_gives_the_same_rows_and_reasons_as_the_labelled_checks
                 raise AssertionError(f"{doc['_test_bad_kind']} passed the contract")
             except BadDocument as bad:
                 assert bad.kind == doc["_test_bad_kind"]
+
+
+def test_a_document_with_invalid_utf8_becomes_a_quarantine_entry_not_an_error():
+    """MongoDB refuses such writes (SecantusDB too: 'invalid BSON'), but a read must not stop at one
+    if another writer or server lets it through: it is decoded with the bad bytes replaced and
+    marked for quarantine; its neighbours in the batch decode as usual."""
+    import bson
+    from bson.codec_options import CodecOptions
+
+    from dlt_pipelines.reader import DECODE_ALL_MAX_BYTES, Undecodable, batch_documents
+
+    options = CodecOptions(tz_aware=True)
+    now = f.ms(datetime.now(UTC))
+    good = bson.encode({"_id": "u-1", "name": "ok", "_ingested_at": now})
+    bad = bson.encode({"_id": "u-2", "name": "xx", "_ingested_at": now}).replace(b"xx\x00", b"\xff\xfe\x00")
+    padding = "p" * DECODE_ALL_MAX_BYTES  # a batch over the limit is decoded document by document
+    for raw in (good + bad + good, bson.encode({"_id": "big", "note": padding}) + bad + good):
+        docs = list(batch_documents(raw, options))
+        assert len(docs) == 3
+        assert isinstance(docs[1], Undecodable)
+        assert docs[1].doc["_id"] == "u-2" and docs[1].doc["name"] == "\ufffd\ufffd"
+        assert docs[1].reason.startswith("invalid_utf8: ")
+        assert not isinstance(docs[2], Undecodable) and docs[2]["_id"] == "u-1"
