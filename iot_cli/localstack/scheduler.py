@@ -11,7 +11,7 @@ thread: numpy's BLAS and pyarrow's jemalloc would start theirs on import, which 
 below prevents while the libraries load (it is restored afterwards, so tasks see their own).
 Tasks inherit a one-thread BLAS, which the forecasting code asks for anyway (ml/models.py).
 Only third-party libraries are preloaded: the project's own modules would be frozen at their
-state when the scheduler started.
+state when the scheduler started. The local stack and the Docker Compose scheduler both start it.
 """
 
 from __future__ import annotations
