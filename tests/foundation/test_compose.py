@@ -214,3 +214,12 @@ def test_timescaledb_init_script_runs_against_a_real_server(services, pg_cluster
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "warehouse schemas and grants" in r.stdout
+
+
+def test_scheduler_runs_the_preloading_launcher_of_the_local_stack(services):
+    import importlib.util
+
+    command = services["airflow-scheduler"]["command"]
+    assert command[:2] == ["python", "-m"], "the image's entrypoint runs `python ...` as given"
+    assert importlib.util.find_spec(command[2]) is not None, f"{command[2]} is not importable"
+    assert command[2] == "iot_cli.localstack.scheduler"
