@@ -42,7 +42,9 @@ def iot_master_dag():
     def validate(extracted: dict) -> dict:
         from quality import validate_raw_increment
 
-        return validate_raw_increment(load_ids=extracted.get("load_ids") or None)
+        if not extracted.get("load_ids"):  # nothing new was loaded: nothing to validate
+            return {}
+        return validate_raw_increment(load_ids=extracted["load_ids"])
 
     @task(outlets=[STAGE_ASSET, IAQ_MINUTELY_ASSET, AGG_ASSET])
     def done() -> None:

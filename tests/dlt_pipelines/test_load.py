@@ -70,3 +70,30 @@ def test_incremental_loads_new_and_late_documents_and_rerun_changes_nothing(fres
     # the first batch was not touched by the second load
     assert raw("select _id, _dlt_load_id from raw.air_quality where devid = 'aq-1' and ts >= %s order by _id",
                (f.BASE.isoformat(),)) == snapshot
+
+
+def test_an_idle_run_skips_dlt_and_the_next_window_still_starts_where_the_last_ended(fresh, raw, services):
+    import shutil
+
+    from dlt_pipelines.pipeline import PIPELINE_NAME
+
+    now = f.ms(datetime.now(UTC))
+    seed_registry(fresh, now)
+    fresh.air_quality.insert_many([f.air_quality("aq-1", f.BASE + timedelta(minutes=i), now) for i in range(3)])
+    load_raw()
+    loads = raw("select count(*) from raw._dlt_loads")
+
+    idle = load_raw()  # nothing new: no load package at all
+    assert idle["load_ids"] == [] and idle["documents"] == 0
+    assert raw("select count(*) from raw._dlt_loads") == loads
+
+    # a fresh worker (no local dlt state) with nothing new runs dlt, restores the state, loads nothing
+    shutil.rmtree(services.local_dir / "dlt" / PIPELINE_NAME)
+    restored = load_raw()
+    assert restored["load_ids"] != [] and restored["documents"] == 0
+
+    # documents written after the idle runs are read: the window reaches back to the first run's end
+    later = f.ms(datetime.now(UTC))
+    fresh.air_quality.insert_one(f.air_quality("aq-2", f.BASE, later))
+    assert load_raw()["loaded"]["air_quality"] == 1
+    assert raw("select count(*), count(distinct _id) from raw.air_quality") == [(4, 4)]
