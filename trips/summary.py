@@ -163,18 +163,11 @@ class _DayRun:
         # but doubled the CPU time; parallelism comes from several _DayRun over slices of devices.
         self.con = con or lake.duckdb(threads=1)
         self.con.execute("create temp table windows (dev integer, start_us bigint, end_us bigint)")
-        self.con.execute("create temp table presence (dev integer, message varchar, col varchar)")
-        # Lists bound as parameters, not con.register(Arrow table): register imports pandas (~1 s).
-        self.con.execute(
-            "create temp table device_meta as"
-            " select unnest($dev)::integer as dev, unnest($device) as device, unnest($cluster) as cluster",
-            {"dev": list(range(len(devices))), "device": devices,
-             "cluster": [config.cluster_of(d).name for d in devices]})
 
         # file -> _Footer: the footers' facts this run needs, read once per file (a message used both
         # as the trip identifier and as an aggregated message is not read twice)
         self.footers: dict[str, _Footer] = {}
-        self._windows_by_dev: dict[int, list[tuple[int, int]]] | None = None  # read once the windows are known
+        self._windows_by_dev: dict[int, list[tuple[int, int]]] | None = None  # set by find_windows()
         # identifier message -> (table of its per-file, per-bucket partials, file -> file_index there,
         # the signals it holds partials of)
         self._bucket_scans: dict[str, tuple[str, dict[str, int], set[str]]] = {}
@@ -361,7 +354,10 @@ class _DayRun:
                 )
                 select dev, start_us, end_us from edges where day_offset = 0
             """)
-        return self.con.execute("select count(*) from windows").fetchall()[0][0]
+        self._windows_by_dev = {}
+        for dev, start_us, end_us in self.con.execute("select dev, start_us, end_us from windows").fetchall():
+            self._windows_by_dev.setdefault(dev, []).append((start_us, end_us))
+        return sum(len(w) for w in self._windows_by_dev.values())
 
     def _split_by_window(self, file_map: _FileMap) -> tuple[_WholeFiles, _FileMap]:
         """Sort the files by the span of their ``t`` (min and max from the Parquet footers' statistics):
@@ -375,9 +371,7 @@ class _DayRun:
         """
         self._read_footers(file_map.files)
         if self._windows_by_dev is None:
-            self._windows_by_dev = {}
-            for dev, start_us, end_us in self.con.execute("select dev, start_us, end_us from windows").fetchall():
-                self._windows_by_dev.setdefault(dev, []).append((start_us, end_us))
+            raise RuntimeError("find_windows() comes first")
         whole, per_row = _WholeFiles(), _FileMap()
         for file, dev, offset in zip(file_map.files, file_map.devs, file_map.offsets, strict=True):
             footer, windows = self.footers[file], self._windows_by_dev.get(dev, [])
@@ -541,7 +535,7 @@ class _DayRun:
     def aggregate(self) -> int:
         """Aggregate every configured message over the windows into the temp table ``result``, rows
         in the seed's order; returns the number of rows."""
-        with_trips = {self.devices[d] for (d,) in self.con.execute("select distinct dev from windows").fetchall()}
+        with_trips = {self.devices[d] for d in self._windows_by_dev or {}}
         # message -> clusters (with their aggregation entries) that use it
         messages: dict[str, list] = {}
         for cluster in self.config.clusters:
@@ -550,7 +544,8 @@ class _DayRun:
             for index, agg in enumerate(cluster.aggregations):
                 messages.setdefault(agg.message, []).append((cluster, index, agg))
         offsets = (0, 1) if self.options.cross_midnight else (0,)
-        selects = []
+        # device strings and each select's devices are list parameters (no temp tables to join)
+        selects, params = [], {"device": self.devices}
         for m_index, (message, uses) in enumerate(messages.items()):
             cluster_names = {c.name for c, _, _ in uses}
             devices = [d for d in self.devices if d in with_trips and self.config.cluster_of(d).name in cluster_names]
@@ -564,41 +559,40 @@ class _DayRun:
             if not file_map:
                 continue
             usable = set(file_map.devs)
-            rows = [(dev, c) for dev in sorted(usable) for c in sorted(present[dev] - {"t"})]
-            # one statement with list parameters: executemany costs about 1 ms a row
-            self.con.execute("insert into presence select unnest($dev), $message, unnest($col)",
-                             {"dev": [r[0] for r in rows], "message": message, "col": [r[1] for r in rows]})
             columns = sorted(set().union(*(present[dev] for dev in usable)) - {"t"})
             pairs = sorted({(s, agg.aggregation) for _, _, agg in uses for s in agg.signals if s in columns})
             table = f"agg_{m_index}"
             self._aggregate_message(table, message, file_map, columns, pairs)
             for cluster, agg_index, agg in uses:
                 for sig_index, signal in enumerate(agg.signals):
-                    if signal not in columns:
+                    # the seed writes rows for a device's windows only if its files hold the signal
+                    devs = sorted(dev for dev in usable if signal in present[dev]
+                                  and self.config.cluster_of(self.devices[dev]).name == cluster.name)
+                    if not devs:
                         continue
                     value = f"g.{_ident(agg.aggregation + ':' + signal)}"
                     if agg.aggregation == "sum":  # pandas: the sum of no values is 0
                         value = f"coalesce({value}, 0)"
+                    params[f"devs_{len(selects)}"] = devs
                     selects.append(f"""
-                        select m.device as "DeviceID", {_lit(message)} as "Message", {_lit(signal)} as "Signal",
+                        select list_extract($device, w.dev + 1) as "DeviceID", {_lit(message)} as "Message",
+                               {_lit(signal)} as "Signal",
                                {_lit(agg.aggregation)} as "Aggregation", cast({value} as double) as "Value",
                                coalesce(g.{_ident('n:' + signal)}, 0)::bigint as "Count",
                                g.duration_us / 1e6 as "Duration",
                                w.start_us // 1000000 as "TripStart", w.end_us // 1000000 as "TripEnd",
-                               m.device || '_' || (w.start_us // 1000000)::varchar as "TripID",
-                               m.cluster as "Cluster",
+                               list_extract($device, w.dev + 1) || '_' || (w.start_us // 1000000)::varchar as "TripID",
+                               {_lit(cluster.name)} as "Cluster",
                                w.dev, w.start_us, {agg_index} as agg_index, {sig_index} as sig_index
                         from windows w
-                        join device_meta m on m.dev = w.dev and m.cluster = {_lit(cluster.name)}
-                        join presence p on p.dev = w.dev and p.message = {_lit(message)} and p.col = {_lit(signal)}
-                        left join {table} g on g.dev = w.dev and g.start_us = w.start_us""")
+                        left join {table} g on g.dev = w.dev and g.start_us = w.start_us
+                        where list_contains($devs_{len(selects)}, w.dev)""")
         if not selects:
             self.con.execute(f"create temp table result as {_EMPTY_RESULT}")
             return 0
-        self.con.execute("create temp table result as select * exclude (dev, start_us, agg_index, sig_index) from ("
-                         + " union all ".join(selects)
-                         + ") order by dev, start_us, agg_index, sig_index")
-        return self.con.execute("select count(*) from result").fetchall()[0][0]
+        return self.con.execute(
+            "create temp table result as select * exclude (dev, start_us, agg_index, sig_index) from ("
+            + " union all ".join(selects) + ") order by dev, start_us, agg_index, sig_index", params).fetchall()[0][0]
 
 
 _EMPTY_RESULT = ("select " + ", ".join(
