@@ -88,3 +88,52 @@ def test_edge_cases_are_covered(both_outputs):
     # devices outside the configuration or without data give no rows
     for df in (day1, day2):
         assert not df.DeviceID.isin(["NOCLUSTR", "GHOST001"]).any()
+
+
+def test_a_file_spanning_several_trips_matches_the_seed(tmp_path):
+    """One IMU file holds three trips, readings before the first, in the parked gaps (part of the
+    windows), in the 1-second slots before the next trip and after the last (in no window): each
+    reading finds its trip among the three windows the file's statistics say it overlaps. The altitude
+    file's t is INT96, whose statistics are not trusted: its readings look among all the windows."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trips.lakegen import ALTITUDE, IMU, SPEED, seed_config
+    from trips.summary import Options, _DayRun
+
+    from .conftest import _ms, _series, _write
+
+    root = tmp_path / "lake"
+    lake, rng = Lake(root), np.random.default_rng(3)
+    starts = [_ms(DAY1, 14, 0), _ms(DAY1, 14, 15), _ms(DAY1, 14, 30)]
+    t_speed = np.concatenate([_series(s, s + 180_000) for s in starts])
+    _write(lake, "SPAN0001", SPEED, DAY1, "140000", t_speed, Speed=rng.uniform(0, 90, len(t_speed)))
+    t_imu = _series(_ms(DAY1, 13, 59, 30), _ms(DAY1, 14, 40), 250)   # 13:59:30 .. 14:40, every 0.25 s
+    _write(lake, "SPAN0001", IMU, DAY1, "140000", t_imu, AccelerationX=rng.normal(0, 1, len(t_imu)),
+           AccelerationY=rng.normal(0, 1, len(t_imu)), AccelerationZ=rng.normal(9.8, 0.1, len(t_imu)))
+    t_alt = _series(_ms(DAY1, 13, 59), _ms(DAY1, 14, 36))
+    folder = root / "SPAN0001" / ALTITUDE / "2026" / "11" / "20"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"t": pa.array(t_alt, pa.timestamp("ms")), "Altitude": rng.uniform(0, 50, len(t_alt))}),
+                   folder / "140000.parquet", use_deprecated_int96_timestamps=True)
+    config_path = tmp_path / "aggregations.json"
+    config_path.write_text(json.dumps(seed_config(["SPAN0001"])))
+    config = load_config(config_path)
+
+    run = _DayRun(lake, config, DAY1, config.devices, Options())
+    try:
+        assert run.find_windows() == 3
+        for message in (IMU, ALTITUDE):
+            whole, per_row = run._split_by_window(run._files(config.devices, message, (0,)))
+            assert not whole and [len(run._windows_of(f, 0)) for f in per_row.files] == [3]
+    finally:
+        run.close()
+
+    expected = run_baseline(root, config_path, DAY1, DAY1)[DAY1]
+    run_days(lake, config, DAY1, DAY1)
+    got = lake.read_table(lake.output_relpath(DAY1)).to_pandas()
+    assert len(got) == len(expected) == 3 * 5
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-9, atol=0)
