@@ -215,6 +215,11 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
         return Batch(collection, parents.take() if parents else None, children.take() if children else None,
                      quarantine.take())
 
+    def quarantined(doc: dict, kind: str, reason: str) -> None:
+        quarantine.append(quarantine_row(collection, doc, reason, ctx.now))
+        counts.quarantined += 1
+        counts.reasons[kind] = counts.reasons.get(kind, 0) + 1
+
     def one(doc: dict | Undecodable) -> None:
         """The per-document path: validate, flatten, buffer."""
         if isinstance(doc, Undecodable):
@@ -222,19 +227,14 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
             if type(bad_ingested_at) is datetime and bad_ingested_at >= end:
                 return  # after this window: the next run reads it
             counts.documents += 1
-            quarantine.append(quarantine_row(collection, doc.doc, doc.reason, ctx.now))
-            counts.quarantined += 1
-            counts.reasons["invalid_utf8"] = counts.reasons.get("invalid_utf8", 0) + 1
+            quarantined(doc.doc, "invalid_utf8", doc.reason)
             return
         ingested_at = doc.get("_ingested_at")
         if type(ingested_at) is not datetime:
             # only a first (unbounded) load sees these: the range query of later runs cannot
             counts.documents += 1
             kind = "missing_field" if ingested_at is None else "wrong_type"
-            quarantine.append(quarantine_row(collection, doc, f"{kind}: _ingested_at is {ingested_at!r}, "
-                                             "the writer must stamp it", ctx.now))
-            counts.quarantined += 1
-            counts.reasons[kind] = counts.reasons.get(kind, 0) + 1
+            quarantined(doc, kind, f"{kind}: _ingested_at is {ingested_at!r}, the writer must stamp it")
             return
         if ingested_at >= end:
             return  # after this window: the next run reads it
@@ -248,9 +248,7 @@ def read_collection(db, collection: str, start: datetime | None, end: datetime, 
         try:
             flat = flatten(collection, doc, ctx)
         except contract.BadDocument as bad:
-            quarantine.append(quarantine_row(collection, doc, str(bad), ctx.now))
-            counts.quarantined += 1
-            counts.reasons[bad.kind] = counts.reasons.get(bad.kind, 0) + 1
+            quarantined(doc, bad.kind, str(bad))
             return
         row = flat.row
         row["_id"] = doc["_id"]
