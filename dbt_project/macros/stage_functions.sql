@@ -1,5 +1,8 @@
 {#- Helper SQL functions the stage models call, (re)created at the start of every run. -#}
+{#- Two runs starting together would replace the same function at once ("tuple concurrently
+    updated"): the lock makes them take turns (macros/model_lock.sql). -#}
 {% macro create_stage_functions() -%}
+select pg_advisory_xact_lock({{ model_lock_namespace() }}, hashtext('on-run-start'));
 create table if not exists ops.transform_watermarks (
     model text primary key,
     ingested_at timestamptz not null,
