@@ -1,8 +1,11 @@
 """Bulk history: generate ``[start, end)`` window by window and write it in chunks.
 
-Resumable: per device, the newest ``_id`` already stored tells where an earlier run stopped;
-windows before the day before that point are skipped, the rest is rewritten (duplicates of
-identical content are no-ops), so a killed run continues without gaps or copies.
+Resumable: after each chunk the run records, per collection and device, the last window (device
+day) whose documents are all stored (``MongoWriter.save_backfill_progress``). A run of the same
+backfill (same start, seed and bad-data rate) skips those windows and rewrites the rest
+(duplicates of identical content are no-ops), so a killed run continues without gaps or copies.
+What is already in a collection is not taken as progress: the live stream writes the newest
+readings of every device, and a backfill started beside it must still write the history before them.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from generators import catalog
-from generators.bad_data import DEVICE_FIELD
-from generators.common import SECONDS_PER_DAY, epoch_seconds, to_utc
+from generators.common import epoch_seconds, to_utc
 from generators.devices import Fleet, device_documents, user_documents
 from generators.writer import MongoWriter, WriteStats
 
@@ -36,40 +38,50 @@ def backfill(writer: MongoWriter, fleet: Fleet, start: datetime, end: datetime, 
     lo, hi = epoch_seconds(start), epoch_seconds(end)
 
     plan = [w for name in collections for w in catalog.windows(fleet, name, start, end, bad_rate)]
-    resume_from = _resume_points(writer, plan) if resume else {}
+    run = backfill_run_id(fleet, start, bad_rate)
+    done_day = writer.backfill_progress(run) if resume else {}
     skipped = 0
 
-    def batches() -> Iterator[tuple[str, list[dict]]]:
-        """Chunk-sized batches per collection, in plan order (runs in the producer thread)."""
+    def batches() -> Iterator[tuple[str, list[dict], list[tuple[str, int]]]]:
+        """(collection, chunk-sized batch, the (device, day) windows complete once it is stored), per
+        collection in plan order (runs in the producer thread)."""
         nonlocal skipped
         pending: dict[str, list[dict]] = {}
+        # per collection: (index in pending after the window's last document, device, day, complete)
+        waiting: dict[str, list[tuple[int, str, int, bool]]] = {}
         for window in plan:
-            cutoff = resume_from.get((window.collection, window.device_id))
-            if cutoff is not None and (window.day + 2) * SECONDS_PER_DAY <= cutoff:
-                skipped += 1  # entirely before the resume point (even for +14:00 local days)
-                yield window.collection, []
+            if window.day <= done_day.get((window.collection, window.device_id), -1):
+                skipped += 1  # stored whole by an earlier run of this backfill
+                yield window.collection, [], []
                 continue
-            floor = max(lo, cutoff or lo)
             # only what devices have sent by ``end``: a bucket goes out when it closes
             last_key = hi - catalog.SEND_DELAY_S[window.collection]
+            made = window.make()
             batch = pending.setdefault(window.collection, [])
-            batch.extend(d for d in window.make() if floor <= catalog.key_epoch(d) < last_key)
+            batch.extend(d for d in made if lo <= catalog.key_epoch(d) < last_key)
+            # a window cut by ``end`` gets more documents in a later run: it is never recorded as done
+            complete = all(catalog.key_epoch(d) < last_key for d in made)
+            waits = waiting.setdefault(window.collection, [])
+            waits.append((len(batch), window.device_id, window.day, complete))
             full = len(batch) // writer.chunk_size * writer.chunk_size
             if full:  # whole chunks go now, the rest waits for the next window of the collection
-                yield window.collection, batch[:full]
+                stored = [(device, day) for end_index, device, day, ok in waits if end_index <= full and ok]
+                waiting[window.collection] = [(e - full, dev, day, ok) for e, dev, day, ok in waits if e > full]
+                yield window.collection, batch[:full], stored
                 pending[window.collection] = batch[full:]
             else:
-                yield window.collection, []  # progress only
+                yield window.collection, [], []  # progress only
         for name, batch in pending.items():
-            if batch:
-                yield name, batch
+            yield name, batch, [(device, day) for _, device, day, ok in waiting.get(name, []) if ok]
 
     with tqdm(total=len(plan), unit="window", desc="backfill", disable=not progress) as bar:
         # generation (numpy, a producer thread) overlaps with the database round trips
-        for collection, batch in _prefetch(batches(), depth=4):
+        for collection, batch, stored in _prefetch(batches(), depth=4):
             if batch:
                 stats.add(writer.write(collection, batch))
                 bar.set_postfix(docs=stats.written, refresh=False)
+            if stored:
+                writer.save_backfill_progress(run, collection, stored)
             if bar.n < bar.total:
                 bar.update(1)
     log.info("backfill %s..%s: %d inserted, %d already present, %d rejected, %d windows skipped (resume)",
@@ -116,14 +128,9 @@ def _prefetch(items: Iterator, depth: int) -> Iterator:
         thread.join(timeout=5)
 
 
-def _resume_points(writer: MongoWriter, plan: list[catalog.Window]) -> dict[tuple[str, str], int]:
-    """Per (collection, device): rewrite from the start of the day before the newest stored key
-    (an interrupted unordered chunk may have left holes just before it)."""
-    points = {}
-    for collection in {w.collection for w in plan}:
-        for device, latest in writer.latest_key_epochs(collection, DEVICE_FIELD[collection]).items():
-            points[(collection, device)] = (latest // SECONDS_PER_DAY - 1) * SECONDS_PER_DAY
-    return points
+def backfill_run_id(fleet: Fleet, start: datetime, bad_rate: float) -> str:
+    """What makes two backfills write the same documents: the fleet's seed, the start, the bad-data rate."""
+    return f"seed={fleet.seed}|start={epoch_seconds(to_utc(start))}|bad_rate={bad_rate!r}"
 
 
 def backfill_days(writer: MongoWriter, fleet: Fleet, days: int, now: datetime, **kwargs) -> WriteStats:

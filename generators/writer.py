@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import bson
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 REJECTED_COLLECTION = "rejected_writes"
 REGISTRY_COLLECTIONS = ("users", "devices")
+# how far each backfill got (generators.backfill); not a device collection, the extract never reads it
+PROGRESS_COLLECTION = "generator_backfill_progress"
 
 
 @dataclass
@@ -121,15 +124,17 @@ class MongoWriter:
                 raise
         log.debug("%d refused writes to %s recorded in %s", len(records), collection, REJECTED_COLLECTION)
 
-    def latest_key_epochs(self, collection: str, device_field: str) -> dict[str, int]:
-        """Per device, the newest key time already stored (epoch seconds from the ``_id`` scheme).
+    def backfill_progress(self, run: str) -> dict[tuple[str, str], int]:
+        """(collection, device) -> the last window day a backfill ``run`` stored whole."""
+        return {(d["collection"], d["device"]): d["day"]
+                for d in self.db[PROGRESS_COLLECTION].find({"run": run}, {"collection": 1, "device": 1, "day": 1})}
 
-        One aggregation per collection: a scan, but a single one (per-device sorted lookups
-        scanned the whole collection each time on SecantusDB)."""
-        if self.db[collection].find_one({}, {"_id": 1}) is None:
-            return {}
-        latest = {}
-        for row in self.db[collection].aggregate([{"$group": {"_id": f"${device_field}", "newest": {"$max": "$_id"}}}]):
-            if isinstance(row["_id"], str) and isinstance(row["newest"], str) and ":" in row["newest"]:
-                latest[row["_id"]] = int(row["newest"].rsplit(":", 1)[1])
-        return latest
+    def save_backfill_progress(self, run: str, collection: str, stored: list[tuple[str, int]]) -> None:
+        """Record that ``run`` stored these (device, day) windows of ``collection`` whole (each
+        device's windows come in day order, so the last one per device says it all)."""
+        newest = dict(stored)
+        self.db[PROGRESS_COLLECTION].bulk_write([
+            UpdateOne({"_id": f"{run}|{collection}|{device}"},
+                      {"$set": {"run": run, "collection": collection, "device": device, "day": day,
+                                "updated_at": utc_now_ms()}}, upsert=True)
+            for device, day in newest.items()], ordered=False)

@@ -6,6 +6,7 @@ import pytest
 from gen_support import START
 
 from generators import COLLECTIONS, REJECTED_COLLECTION, build_fleet
+from generators.writer import PROGRESS_COLLECTION
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +21,7 @@ def clean_mongo(services):
 
     client = mongo_client(services)
     db = mongo_db(client, services)
-    for name in (*COLLECTIONS, REJECTED_COLLECTION):
+    for name in (*COLLECTIONS, REJECTED_COLLECTION, PROGRESS_COLLECTION):
         db.drop_collection(name)
     yield db
     client.close()

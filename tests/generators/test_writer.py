@@ -18,6 +18,7 @@ from generators import (
     documents,
 )
 from generators.catalog import SEND_DELAY_S
+from generators.writer import PROGRESS_COLLECTION
 
 FROM, TO = START + timedelta(days=1), START + timedelta(days=1, hours=14)
 BAD_RATE = 0.08
@@ -82,17 +83,76 @@ def test_rerun_changes_nothing(clean_mongo, small_fleet):
         assert {d["_id"]: bson.encode(d) for d in db[collection].find()} == docs, collection  # _ingested_at too
 
 
-def test_resume_fills_what_an_interrupted_run_left_out(clean_mongo, small_fleet):
+class Interrupted(Exception):
+    """The backfill process dies (a kill, a lost connection)."""
+
+
+class DyingWriter(MongoWriter):
+    """A real writer whose process dies after ``survive`` documents, in the middle of a chunk: of
+    the chunk in flight (unordered insert_many) only every other document reached the server."""
+
+    def __init__(self, db, survive: int, **kwargs):
+        super().__init__(db, **kwargs)
+        self.left = survive
+
+    def write(self, collection, docs):
+        if len(docs) <= self.left:
+            self.left -= len(docs)
+            return super().write(collection, docs)
+        super().write(collection, docs[:self.left] + docs[self.left::2])
+        raise Interrupted
+
+
+DAYS_FROM, DAYS_TO = START + timedelta(days=1), START + timedelta(days=4, hours=14)
+
+
+def stored_ids(db):
+    return {c: {d["_id"] for d in db[c].find({}, {"_id": 1})} for c in MEASUREMENTS}
+
+
+def test_resume_fills_what_an_interrupted_run_left_out_and_skips_what_it_stored(clean_mongo, small_fleet):
+    db = clean_mongo
+    backfill(MongoWriter(db, chunk_size=500), small_fleet, DAYS_FROM, DAYS_TO, bad_rate=BAD_RATE, progress=False)
+    whole = stored_ids(db)
+    total = sum(len(ids) for ids in whole.values())
+    for name in (*MEASUREMENTS, PROGRESS_COLLECTION):
+        db.drop_collection(name)
+
+    with pytest.raises(Interrupted):  # dies in the second collection, leaving holes in a chunk
+        backfill(DyingWriter(db, survive=len(whole["air_quality"]) + 777, chunk_size=500), small_fleet, DAYS_FROM,
+                 DAYS_TO, bad_rate=BAD_RATE, progress=False)
+    left_by_the_dead_run = sum(len(ids) for ids in stored_ids(db).values())
+    assert 0 < left_by_the_dead_run < total
+    stats = backfill(MongoWriter(db, chunk_size=500), small_fleet, DAYS_FROM, DAYS_TO, bad_rate=BAD_RATE,
+                     progress=False)
+    assert stored_ids(db) == whole
+    assert stats.inserted == total - left_by_the_dead_run
+    # what the dead run stored whole (its recorded windows) was skipped, not written again
+    assert stats.already_present < left_by_the_dead_run / 2
+
+
+def test_documents_of_a_live_stream_do_not_make_a_backfill_skip_the_history(clean_mongo, small_fleet):
+    db = clean_mongo
+    backfill(MongoWriter(db, chunk_size=500), small_fleet, DAYS_FROM, DAYS_TO, bad_rate=BAD_RATE, progress=False)
+    whole = stored_ids(db)
+    for name in (*MEASUREMENTS, PROGRESS_COLLECTION):
+        db.drop_collection(name)
+    # a stream started first: the newest hour of every device is already there
+    writer = MongoWriter(db, chunk_size=500)
+    for collection in MEASUREMENTS:
+        writer.write(collection, documents(small_fleet, collection, DAYS_TO - timedelta(hours=1),
+                                           DAYS_TO - timedelta(seconds=SEND_DELAY_S[collection]), bad_rate=BAD_RATE))
+    backfill(writer, small_fleet, DAYS_FROM, DAYS_TO, bad_rate=BAD_RATE, progress=False)
+    assert stored_ids(db) == whole
+
+
+def test_a_longer_backfill_after_a_shorter_one_writes_the_older_days(clean_mongo, small_fleet):
     db = clean_mongo
     writer = MongoWriter(db, chunk_size=500)
-    backfill(writer, small_fleet, FROM, TO, bad_rate=BAD_RATE, progress=False)
-    full = {c: db[c].count_documents({}) for c in MEASUREMENTS}
-    # an interrupted run: the newest hours missing, and holes from an unordered chunk in flight
-    cut = (FROM + timedelta(hours=9)).isoformat().replace("+00:00", "Z")
-    removed = db.air_quality.delete_many({"ts": {"$gt": cut}, "devid": small_fleet.sensors[0].devid}).deleted_count
-    holes = [d["_id"] for d in db.steps.find({}, {"_id": 1}).sort("_id", 1).limit(30)][::3]
-    db.steps.delete_many({"_id": {"$in": holes}})
-    assert removed > 0
-    stats = backfill(writer, small_fleet, FROM, TO, bad_rate=BAD_RATE, progress=False)
-    assert stats.inserted == removed + len(holes)
-    assert {c: db[c].count_documents({}) for c in MEASUREMENTS} == full
+    backfill(writer, small_fleet, DAYS_FROM, DAYS_TO, bad_rate=BAD_RATE, progress=False)
+    whole = stored_ids(db)
+    for name in (*MEASUREMENTS, PROGRESS_COLLECTION):
+        db.drop_collection(name)
+    backfill(writer, small_fleet, DAYS_FROM + timedelta(days=2), DAYS_TO, bad_rate=BAD_RATE, progress=False)
+    backfill(writer, small_fleet, DAYS_FROM, DAYS_TO, bad_rate=BAD_RATE, progress=False)
+    assert stored_ids(db) == whole
