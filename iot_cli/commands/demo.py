@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -52,6 +53,12 @@ def command(days: int, skip_load: bool, replay_minutes: int) -> None:
     settings = get_settings()
     if not skip_load:
         _iot("generate", "--backfill", str(days))
+        # the extract reads up to a settle delay behind the clock (writes still in flight): wait it
+        # out, or the backfill's last second (today's readings, the wearables written last) would
+        # wait for the next extract
+        from dlt_pipelines.pipeline import settle_seconds
+
+        time.sleep(settle_seconds() + 0.5)
         _iot("extract")
         _iot("transform")
 
