@@ -10,7 +10,7 @@ to MongoDB. Field names and types follow docs/contracts.md §1.
 """
 
 from generators.air_quality import READINGS
-from generators.backfill import backfill, backfill_days
+from generators.backfill import backfill, backfill_days, catch_up
 from generators.bad_data import BAD_KINDS, MARKER
 from generators.catalog import MEASUREMENTS, documents, key_epoch
 from generators.devices import Fleet, build_fleet, device_documents, user_documents
@@ -21,6 +21,6 @@ COLLECTIONS = ("users", "devices", *MEASUREMENTS)
 
 __all__ = [
     "BAD_KINDS", "COLLECTIONS", "MARKER", "MEASUREMENTS", "READINGS", "REJECTED_COLLECTION", "Fleet",
-    "MongoWriter", "WriteStats", "backfill", "backfill_days", "build_fleet", "device_documents", "documents",
+    "MongoWriter", "WriteStats", "backfill", "backfill_days", "build_fleet", "catch_up", "device_documents", "documents",
     "key_epoch", "stream", "user_documents",
 ]

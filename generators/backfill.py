@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 def backfill(writer: MongoWriter, fleet: Fleet, start: datetime, end: datetime, bad_rate: float = 0.0,
              collections: tuple[str, ...] = catalog.MEASUREMENTS, resume: bool = True,
-             progress: bool = True) -> WriteStats:
+             progress: bool = True, record_progress: bool = True) -> WriteStats:
     """Write the registry and every measurement document with key time at or after ``start`` that
-    its device has sent by ``end`` (a reading at its time, a bucket when it closes)."""
+    its device has sent by ``end`` (a reading at its time, a bucket when it closes).
+    ``record_progress=False``: leave no progress records (a one-off range such as a catch-up)."""
     from tqdm import tqdm
 
     start, end = to_utc(start), to_utc(end)
@@ -80,7 +81,7 @@ def backfill(writer: MongoWriter, fleet: Fleet, start: datetime, end: datetime, 
             if batch:
                 stats.add(writer.write(collection, batch))
                 bar.set_postfix(docs=stats.written, refresh=False)
-            if stored:
+            if stored and record_progress:
                 writer.save_backfill_progress(run, collection, stored)
             if bar.n < bar.total:
                 bar.update(1)
@@ -131,6 +132,28 @@ def _prefetch(items: Iterator, depth: int) -> Iterator:
 def backfill_run_id(fleet: Fleet, start: datetime, bad_rate: float) -> str:
     """What makes two backfills write the same documents: the fleet's seed, the start, the bad-data rate."""
     return f"seed={fleet.seed}|start={epoch_seconds(to_utc(start))}|bad_rate={bad_rate!r}"
+
+
+def catch_up(writer: MongoWriter, fleet: Fleet, now: datetime, max_gap: timedelta, bad_rate: float = 0.0,
+             progress: bool = True) -> WriteStats | None:
+    """Before a stream starts: write what the devices sent while no stream ran (the stack was
+    down), at most ``max_gap`` back, so the readings go on without a hole. Starts at the newest
+    stored measurement's key time less the longest send delay (a bucket open when the stream
+    stopped was never sent); what is already there is a no-op. None when nothing was ever written."""
+    now = to_utc(now)
+    newest = writer.newest_key_epoch(catalog.MEASUREMENTS, before=epoch_seconds(now))
+    if newest is None:
+        return None
+    start_epoch = max(newest - max(catalog.SEND_DELAY_S.values()), epoch_seconds(now - max_gap))
+    if start_epoch >= epoch_seconds(now):
+        return None
+    start = catalog.epoch_to_datetime(start_epoch)
+    # through the second of ``now``: a stream started at ``now`` sends what is due after it
+    end = catalog.epoch_to_datetime(epoch_seconds(now) + 1)
+    log.info("catching up %s..%s (newest stored reading %s)", start.isoformat(), end.isoformat(),
+             catalog.epoch_to_datetime(newest).isoformat())
+    return backfill(writer, fleet, start, end, bad_rate=bad_rate, resume=False, progress=progress,
+                    record_progress=False)
 
 
 def backfill_days(writer: MongoWriter, fleet: Fleet, days: int, now: datetime, **kwargs) -> WriteStats:

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     generator_sensors: int = 5
     generator_seed: int = 42
     generator_bad_rate: float = 0.01
+    # the stream first writes what devices sent while it was stopped, at most this far back (0: off)
+    generator_catch_up_hours: float = 24
 
     # CSV exports of the sensor readings (seed 000): a directory; empty = <LOCAL_DIR>/exports
     export_dir: str = ""

@@ -27,7 +27,11 @@ import click
               help="Share of malformed documents [settings: GENERATOR_BAD_RATE].")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--no-resume", is_flag=True, help="Backfill: rewrite everything instead of continuing.")
-def command(backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size, no_resume):
+@click.option("--catch-up-hours", type=click.FloatRange(min=0), default=None,
+              help="Stream: first write what the devices sent since the newest stored reading, at most this "
+                   "many hours back (0: off) [settings: GENERATOR_CATCH_UP_HOURS].")
+def command(backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size, no_resume,
+            catch_up_hours):
     """Simulate wearables and air-quality sensors into MongoDB (see docs/generators.md)."""
     # streaming catches SIGTERM from the first moment (a stop during start-up still ends cleanly);
     # a backfill keeps the default handlers: interrupting it is safe, the next run resumes
@@ -36,14 +40,15 @@ def command(backfill_days, streaming, speedup, duration, users, sensors, seed, b
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
     try:
         _run(stop, backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size,
-             no_resume)
+             no_resume, catch_up_hours)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _run(stop, backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size, no_resume):
-    from generators import MongoWriter, build_fleet, stream
+def _run(stop, backfill_days, streaming, speedup, duration, users, sensors, seed, bad_rate, chunk_size, no_resume,
+         catch_up_hours):
+    from generators import MongoWriter, build_fleet, catch_up, stream
     from generators import backfill_days as run_backfill
     from iot_core.connections import mongo_client, mongo_db
     from iot_core.settings import get_settings
@@ -70,6 +75,11 @@ def _run(stop, backfill_days, streaming, speedup, duration, users, sensors, seed
                        f"{stats.rejected} rejected ({dict(sorted(stats.by_collection.items()))})")
             return
         fleet = build_fleet(users, sensors, seed, anchor=today)
+        hours = settings.generator_catch_up_hours if catch_up_hours is None else catch_up_hours
+        if hours > 0:  # after a stop (`make down`), what the devices sent meanwhile, so readings go on unbroken
+            caught = catch_up(writer, fleet, now, timedelta(hours=hours), bad_rate=bad_rate, progress=False)
+            if caught is not None:
+                click.echo(f"caught up: {caught.inserted} inserted, {caught.already_present} already present")
         state = stream(writer, fleet, sim_start=now, speedup=speedup, bad_rate=bad_rate, duration_s=duration,
                        stop=stop, drain_timeout_s=15)
         click.echo(f"stream stopped at simulated {state.sim_now:%Y-%m-%d %H:%M:%S}Z: {state.stats.inserted} "
