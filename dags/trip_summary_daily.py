@@ -57,14 +57,20 @@ def trip_summary_daily():
     @task
     def plan() -> list[dict]:
         """Validate the configuration and cut its devices into shards (one mapped task each)."""
-        from trips.config import load_config
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from trips.config import ConfigError, load_config
         from trips.summary import shard_devices
 
         context = get_current_context()
         params = context["params"]
+        # a missing or malformed configuration fails the run at once: retrying cannot mend it
         if not params["config"] or not params["root"]:
-            raise ValueError("set the params config and root (or TRIPS_CONFIG and TRIPS_LAKE_ROOT)")
-        config = load_config(params["config"])   # a malformed file fails here, with the reason
+            raise AirflowFailException("set the params config and root (or TRIPS_CONFIG and TRIPS_LAKE_ROOT)")
+        try:
+            config = load_config(params["config"])
+        except ConfigError as e:
+            raise AirflowFailException(str(e)) from e
         run = context["dag_run"]
         day = params["day"] or (run.logical_date or run.run_after).date().isoformat()
         shards = shard_devices(config, int(params["shard_size"]))

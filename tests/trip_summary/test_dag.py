@@ -32,3 +32,15 @@ def test_dag_summarises_the_logical_day_in_shards(platform, load_dag, edge_lake)
     assert written.num_rows > 0 and written.equals(sliced_alike)
     staging = root / "aggregations" / "_staging" / "tripsummary" / "20261120"
     assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_a_malformed_configuration_fails_the_run_at_once_with_its_reason(platform, load_dag, edge_lake, tmp_path):
+    root, _ = edge_lake
+    bad = tmp_path / "aggregations.json"
+    bad.write_text('{"device_clusters": [{"cluster": "c1", "devices": ["D1"]}], "cluster_details": []}')
+    dag = load_dag("trip_summary_daily")
+    run = dag.test(logical_date=datetime(2026, 11, 20, tzinfo=UTC), run_conf={"config": str(bad), "root": str(root)})
+    assert run.state == "failed"
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan")
+    # failed, not up for retry: no retry can mend a configuration file
+    assert plan.state == "failed" and plan.try_number == 1
