@@ -141,9 +141,12 @@ def catch_up(writer: MongoWriter, fleet: Fleet, now: datetime, max_gap: timedelt
     stored measurement's key time less the longest send delay (a bucket open when the stream
     stopped was never sent); what is already there is a no-op. None when nothing was ever written."""
     now = to_utc(now)
-    newest = writer.newest_key_epoch(catalog.MEASUREMENTS, before=epoch_seconds(now))
-    if newest is None:
+    # any of the last chunk: an estimate that can be early (more no-op rewrites), never late
+    keys = [k for c in catalog.MEASUREMENTS for i in writer.last_written_ids(c)
+            if (k := _key_of(i)) is not None and k < epoch_seconds(now)]
+    if not keys:
         return None
+    newest = max(keys)
     start_epoch = max(newest - max(catalog.SEND_DELAY_S.values()), epoch_seconds(now - max_gap))
     if start_epoch >= epoch_seconds(now):
         return None
@@ -154,6 +157,14 @@ def catch_up(writer: MongoWriter, fleet: Fleet, now: datetime, max_gap: timedelt
              catalog.epoch_to_datetime(newest).isoformat())
     return backfill(writer, fleet, start, end, bad_rate=bad_rate, resume=False, progress=progress,
                     record_progress=False)
+
+
+def _key_of(doc_id) -> int | None:
+    """The key time in a generated ``_id``; None for any other (e.g. a bad document's)."""
+    try:
+        return catalog.key_epoch({"_id": doc_id})
+    except (AttributeError, IndexError, ValueError):
+        return None
 
 
 def backfill_days(writer: MongoWriter, fleet: Fleet, days: int, now: datetime, **kwargs) -> WriteStats:

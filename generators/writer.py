@@ -124,21 +124,11 @@ class MongoWriter:
                 raise
         log.debug("%d refused writes to %s recorded in %s", len(records), collection, REJECTED_COLLECTION)
 
-    def newest_key_epoch(self, collections, before: int) -> int | None:
-        """The newest key time (epoch seconds, from the ``_id`` scheme, earlier than ``before``)
-        among the documents written last to ``collections``, by ``_ingested_at`` (indexed, as the
-        extract reads it). Of the last chunk, any 50: an estimate that can be early, never late."""
-        newest = None
-        for collection in collections:
-            self.db[collection].create_index("_ingested_at")
-            for doc in self.db[collection].find({}, {"_id": 1}).sort("_ingested_at", -1).limit(50):
-                try:
-                    key = int(str(doc["_id"]).rsplit(":", 1)[1])
-                except (IndexError, ValueError):  # a bad document's _id: not a key
-                    continue
-                if key < before:
-                    newest = key if newest is None else max(newest, key)
-        return newest
+    def last_written_ids(self, collection: str, limit: int = 50) -> list:
+        """``_id`` of documents of the newest ``_ingested_at`` (indexed, as the extract reads it):
+        any ``limit`` of the last chunk written."""
+        self.db[collection].create_index("_ingested_at")
+        return [d["_id"] for d in self.db[collection].find({}, {"_id": 1}).sort("_ingested_at", -1).limit(limit)]
 
     def backfill_progress(self, run: str) -> dict[tuple[str, str], int]:
         """(collection, device) -> the last window day a backfill ``run`` stored whole."""
