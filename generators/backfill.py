@@ -57,11 +57,11 @@ def backfill(writer: MongoWriter, fleet: Fleet, start: datetime, end: datetime, 
                 continue
             # only what devices have sent by ``end``: a bucket goes out when it closes
             last_key = hi - catalog.SEND_DELAY_S[window.collection]
-            made = window.make()
+            made = [(catalog.key_epoch(d), d) for d in window.make()]
             batch = pending.setdefault(window.collection, [])
-            batch.extend(d for d in made if lo <= catalog.key_epoch(d) < last_key)
+            batch.extend(d for key, d in made if lo <= key < last_key)
             # a window cut by ``end`` gets more documents in a later run: it is never recorded as done
-            complete = all(catalog.key_epoch(d) < last_key for d in made)
+            complete = all(key < last_key for key, _ in made)
             waits = waiting.setdefault(window.collection, [])
             waits.append((len(batch), window.device_id, window.day, complete))
             full = len(batch) // writer.chunk_size * writer.chunk_size
