@@ -14,7 +14,8 @@ path (dlt_pipelines.fastpath). The items are the volume (hundreds per heart-rate
 offsets are computed, not walked, when every item of a bucket has the same size (the usual case:
 the item count then follows from the array's size and the positions from the count), and walked
 in Python otherwise. Then numpy checks every item's bytes (keys, types, order, terminators) and
-values (the contract's ranges, NaN, ``ts`` within 2000-01-01 … now + 1 day) and gathers ``ts``,
+values (the contract's ranges, NaN, ``ts`` within 2000-01-01 … now + tolerance and inside its
+bucket; at most the contract's samples per bucket) and gathers ``ts``,
 the values and ``idx`` for the whole batch at once: no Python dict per item.
 
 As with air quality, a document is taken here only when its bytes match that layout exactly and
@@ -46,6 +47,7 @@ from dlt_pipelines.fastpath import (
     utf8_strings,
 )
 from dlt_pipelines.tables import CHILD_SCHEMAS, PARENT_SCHEMAS
+from iot_core.contract import COLLECTIONS as COLLECTION_RULES
 
 BUCKET_COLLECTIONS = frozenset({"heart_rates", "steps"})
 # Documents are taken apart in chunks of about this many bytes (a day of heart-rate buckets is one
@@ -103,18 +105,22 @@ def _split_chunk(raw: bytes, starts: np.ndarray, sizes: np.ndarray, collection: 
     layout.end()
     ok = layout.ok
 
-    # contract._bucket: both times within 2000-01-01 … now + 1 day, the end not before the start
+    # contract._bucket: created_at within 2000-01-01 … now + tolerance, ended_at not before it and
+    # at most the collection's span after it
+    rules = COLLECTION_RULES[collection]
+    span_ms = int(rules.bucket_span.total_seconds() * 1000)
     lo_ms, hi_ms = first_ms_from(contract.MIN_TS), last_ms_until(ctx.max_ts)
-    ok &= (created_ms >= lo_ms) & (created_ms <= hi_ms) & (ended_ms >= lo_ms) & (ended_ms <= hi_ms)
-    ok &= ended_ms >= created_ms
+    ok &= (created_ms >= lo_ms) & (created_ms <= hi_ms)
+    ok &= (ended_ms >= created_ms) & (ended_ms - created_ms <= span_ms)
     try:
         ids = utf8_strings(buf, np.where(ok, id_start, 0), np.where(ok, id_len, 0))
         devices = utf8_strings(buf, np.where(ok, dev_start, 0), np.where(ok, dev_len, 0))
     except pa.ArrowInvalid:  # invalid UTF-8 somewhere: the per-document path sorts it out
         return BucketSplit(parent_schema.empty_table(), child_schema.empty_table(),
                            [raw[s:s + n] for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)])
-    if ctx.known_devices is not None:
-        known = pc.is_in(devices, value_set=pa.array(sorted(ctx.known_devices), pa.string()))
+    senders = ctx.devices_sending(collection)
+    if senders is not None:  # registered, and of a kind that sends this collection
+        known = pc.is_in(devices, value_set=pa.array(sorted(senders), pa.string()))
         ok &= pc.fill_null(known, False).to_numpy(zero_copy_only=False)
 
     item_doc, item_start, item_size, plain_array = _item_positions(raw, buf, array_start, array_size, ok)
@@ -122,27 +128,31 @@ def _split_chunk(raw: bytes, starts: np.ndarray, sizes: np.ndarray, collection: 
     items = Layout(buf, item_start, item_size)
     items.expect(b"\x09ts\x00")
     ts_ms = items.int64()
+    # inside the contract's times and inside its own bucket
     item_ok = (ts_ms >= lo_ms) & (ts_ms <= hi_ms)
+    item_ok &= (ts_ms >= created_ms[item_doc]) & (ts_ms <= ended_ms[item_doc])
     if collection == "heart_rates":
         bpm, _ = items.int32_or_double(b"bpm")
         items.expect(b"\x10confidence\x00")
         confidence = items.int32()
         items.end()
         # NaN fails every comparison, so it is rejected here too
-        item_ok &= (bpm >= 20) & (bpm <= 250) & (confidence >= 0) & (confidence <= 3)
+        (bpm_lo, bpm_hi), (conf_lo, conf_hi) = contract.BPM_RANGE, contract.CONFIDENCE_RANGE
+        item_ok &= (bpm >= bpm_lo) & (bpm <= bpm_hi) & (confidence >= conf_lo) & (confidence <= conf_hi)
         values = [bpm, confidence.astype(np.float64)]
     else:
         items.expect(b"\x10steps\x00")
         steps = items.int32()
         items.end()
-        item_ok &= (steps >= 0) & (steps <= 400)
+        item_ok &= (steps >= contract.STEPS_RANGE[0]) & (steps <= contract.STEPS_RANGE[1])
         values = [steps.astype(np.int64)]
     item_ok &= items.ok
     ok &= np.bincount(item_doc[~item_ok], minlength=len(ok)) == 0
 
+    counts = np.bincount(item_doc, minlength=len(ok))
+    ok &= counts <= rules.max_samples
     take = ok & (ingested_ms < first_ms_from(window_end))
     rows = np.flatnonzero(take)
-    counts = np.bincount(item_doc, minlength=len(ok))
     parent_rows = pa.array(rows)
     parent_ingested = ingested_ms[rows] * 1000
     parents = pa.Table.from_arrays(

@@ -9,11 +9,13 @@ in that field order. For such a document every byte except the three strings is 
 so numpy can check and take apart a whole raw batch at once: no Python dict per document. A
 document is accepted here only when its bytes match that layout exactly (field names, types,
 order, lengths, terminators) and the values pass the contract's checks, done column-wise (ranges,
-NaN, known device, ``ts`` a plain ``YYYY-MM-DDTHH:MM:SSZ`` within the allowed years). Everything
-else, however slight the difference (an int reading, an extra field, a ``ts`` with an offset),
-is handed back as raw bytes for the per-document path (contract.flatten), which decides and names
-the reason. The fast path therefore accepts a subset of what the contract accepts, with the
-same values.
+NaN, a registered device of a kind that sends air quality, ``ts`` a plain
+``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or an offset of the contract's range, within the allowed
+times). Everything else, however slight the difference (an int reading, an extra field, a ``ts``
+with fractions of a second or in another format), is handed back as raw bytes for the
+per-document path (contract.flatten), which decides and names the reason. The fast path
+therefore accepts a subset of what the contract accepts, with the same values (``ts_utc``
+included).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dlt_pipelines import contract
+from iot_core import contract as spec
 
 _INT32 = struct.Struct("<i")
 _DOUBLE_FIELDS = len(contract.AIR_QUALITY_MEASURES)
@@ -33,8 +36,10 @@ _DOUBLE_FIELDS = len(contract.AIR_QUALITY_MEASURES)
 _READINGS_SIZE = 4 + _DOUBLE_FIELDS * 11 + 1
 # zero bytes appended to a batch: reads of rejected documents (parked at offset 0) stay inside
 PADDING = 256
-# whole seconds with "Z" or an offset of at most ±23:59 (what datetime.fromisoformat accepts)
+# whole seconds with "Z" or an offset "±HH:MM" (its range is checked with the contract's bounds)
 _TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+_OFFSET_MIN_S = int(spec.UTC_OFFSET_MIN.total_seconds())
+_OFFSET_MAX_S = int(spec.UTC_OFFSET_MAX.total_seconds())
 
 
 def document_offsets(raw: bytes) -> np.ndarray:
@@ -204,8 +209,9 @@ def split_air_quality(raw: bytes, schema: pa.Schema, ctx: contract.Context,
     except pa.ArrowInvalid:  # invalid UTF-8 somewhere: the per-document path sorts it out
         return schema.empty_table(), [raw[s:s + n] for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)]
     ok_arrow = pa.array(ok)
-    if ctx.known_devices is not None:
-        ok_arrow = pc.and_(ok_arrow, pc.is_in(devids, value_set=pa.array(sorted(ctx.known_devices), pa.string())))
+    senders = ctx.devices_sending("air_quality")
+    if senders is not None:  # registered, and of a kind that sends air quality
+        ok_arrow = pc.and_(ok_arrow, pc.is_in(devids, value_set=pa.array(sorted(senders), pa.string())))
     # ts: only the plain form; parsed, and printed back identically (so no 30 February or 24:00 passes)
     plain_ts = pc.match_substring_regex(ts, _TS_PATTERN)
     head = pc.utf8_slice_codeunits(ts, 0, 19)
@@ -213,16 +219,21 @@ def split_air_quality(raw: bytes, schema: pa.Schema, ctx: contract.Context,
     round_trip = pc.equal(pc.strftime(parsed, format="%Y-%m-%dT%H:%M:%S"), head)
     ok_arrow = pc.and_(ok_arrow, pc.and_(plain_ts, round_trip))
     ok = pc.fill_null(ok_arrow, False).to_numpy(zero_copy_only=False)
-    ts_s = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy(zero_copy_only=False) - _offset_s(buf, ts_start, ts_len)
+    offset_s = _offset_s(buf, ts_start, ts_len)
+    ok &= (offset_s >= _OFFSET_MIN_S) & (offset_s <= _OFFSET_MAX_S)
+    ts_s = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy(zero_copy_only=False) - offset_s
     ok &= (ts_s >= _epoch_s(contract.MIN_TS)) & (ts_s <= _epoch_s(ctx.max_ts))
 
     take = ok & (ingested_ms < first_ms_from(window_end))
     rows = np.flatnonzero(take)
     indices = pa.array(rows)
-    columns = [ids.take(indices), devids.take(indices), ts.take(indices)]
-    columns += [pa.array(readings[rows, i]) for i in range(_DOUBLE_FIELDS)]
-    columns.append(pa.array(ingested_ms[rows] * 1000, pa.int64()).cast(schema.field("_ingested_at").type))
-    table = pa.Table.from_arrays(columns, schema=schema)
+    timestamp = schema.field("_ingested_at").type
+    columns = {"_id": ids.take(indices), "devid": devids.take(indices), "ts": ts.take(indices),
+               "ts_utc": pa.array(ts_s[rows] * 1_000_000, pa.int64()).cast(timestamp),
+               "ts_sent": pa.nulls(len(rows), pa.string()),
+               "_ingested_at": pa.array(ingested_ms[rows] * 1000, pa.int64()).cast(timestamp)}
+    columns.update((name, pa.array(readings[rows, i])) for i, name in enumerate(contract.AIR_QUALITY_MEASURES))
+    table = pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
     others = [raw[s:s + n] for s, n in zip(starts[~ok].tolist(), sizes[~ok].tolist(), strict=True)]
     return table, others
 

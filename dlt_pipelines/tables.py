@@ -18,7 +18,10 @@ CHILD_SUFFIX = "__metrics"
 _ID = pa.field("_id", STR, nullable=False)
 
 PARENT_SCHEMAS: dict[str, pa.Schema] = {
-    "air_quality": pa.schema([_ID, ("devid", STR), ("ts", STR), ("iaq", F64), ("temperature", F64),
+    # ts as sent; ts_utc normalised by the contract (iot_core.timestamps); ts_sent the original
+    # when the API normalised ts
+    "air_quality": pa.schema([_ID, ("devid", STR), ("ts", STR), ("ts_utc", TS), ("ts_sent", STR),
+                              ("iaq", F64), ("temperature", F64),
                               ("humidity", F64), ("pressure", F64), ("voc", F64), ("co2", F64),
                               ("iaq_accuracy", F64), ("_ingested_at", TS)]),
     **{bucket: pa.schema([_ID, ("device_id", STR), ("created_at", TS), ("ended_at", TS),

@@ -8,9 +8,11 @@ from the ventilated baseline and can be simulated on its own, deterministically)
 - occupancy from the room kind (office hours with lunch, meetings, open space), weekends quiet;
 - CO2 follows the well-mixed room balance dC/dt = n * G / V - ACH * (C - C_outdoor), with
   G = 0.4 L/min per adult at light office activity and an air-change rate that is higher while the HVAC runs;
-- VOC and IAQ follow CO2 (people) plus evening cleaning; temperature and humidity have daily
-  cycles and warm / moisten with occupancy; pressure drifts with the weather (a smooth function of
-  absolute time shared by a site, so it is continuous across days);
+- VOC follows the same occupants (and evening cleaning); IAQ is computed from it the way a
+  BME680 with Bosch's BSEC reports it (gas resistance against a clean baseline, a humidity score,
+  smoothed: ``_gas_sensor``), so it is smooth and follows occupancy like CO2; temperature and
+  humidity have daily cycles and warm / moisten with occupancy; pressure drifts with the weather
+  (a smooth function of absolute time shared by a site, so it is continuous across days);
 - sensor noise, and a few dropouts (missing minutes, after which the IAQ accuracy recovers).
 """
 
@@ -99,6 +101,40 @@ def _weather_pressure(seed: int, building: str, epoch_s: np.ndarray) -> np.ndarr
     return pressure + 0.08 * np.cos(4 * np.pi * days)
 
 
+VOC_PER_PERSON = 0.0012     # VOC (ppm, BSEC breath-VOC equivalent) per ppm of CO2 people exhale
+VOC_SINK_PER_HOUR = 0.6     # VOCs also adsorb on surfaces: they leave faster than CO2
+VOC_REFERENCE_PPM = 1.0     # VOC excess at which the gas resistance has fallen by 2**-0.7
+BSEC_SMOOTHING_MINUTES = 5  # BSEC's IAQ output is low-pass filtered
+CLEAN_AIR_IAQ = 20          # BSEC's calibrated baseline: clean air reads about 25-50, not 0
+
+
+def _gas_sensor(rng: np.random.Generator, people: np.ndarray, ach: np.ndarray, volume_m3: float,
+                cleaning: np.ndarray, humidity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(VOC ppm, IAQ) the way a BME680 with Bosch's BSEC library reports them.
+
+    VOC follows the same room balance as CO2, driven by the same occupants (bioeffluents) plus the
+    evening cleaning, with an extra surface sink. The metal-oxide sensor's gas resistance falls
+    with VOC by a power law, R / R_clean = (1 + VOC_excess / VOC_ref) ** -0.7, with sensor noise
+    on the resistance (about 1 % a minute, and a slow drift). BSEC compensates the humidity
+    dependence of the resistance, scores gas (75 %: R against the clean-air baseline) and
+    humidity (25 %: distance from 40 %RH) and reports IAQ = 5 * (100 - score), 0 = excellent,
+    ~25-50 in a ventilated empty room, 150-250 in a crowded one, smoothed over a few minutes.
+    So IAQ is smooth and follows occupancy like CO2, instead of being white noise."""
+    gen = people * CO2_PER_PERSON_L_MIN * 1e-3 / volume_m3 * 1e6 * VOC_PER_PERSON
+    voc_excess = _first_order_room(gen, (ach + VOC_SINK_PER_HOUR) / 60.0, start=rng.uniform(0, 0.05))
+    voc_excess = voc_excess + cleaning
+    background = 0.4 + rng.normal(0, 0.04)
+    drift = np.cumsum(rng.normal(0, 0.0015, MINUTES_PER_DAY))       # slow drift of the sensing layer
+    resistance = (1 + voc_excess / VOC_REFERENCE_PPM) ** -0.7 * np.exp(drift + rng.normal(0, 0.01, MINUTES_PER_DAY))
+    gas_score = 75 * np.minimum(resistance, 1.0)
+    humidity_score = 25 * (1 - np.clip(np.abs(humidity - 40) / 40, 0, 1))
+    raw = CLEAN_AIR_IAQ + 5 * (100 - gas_score - humidity_score)
+    alpha = 1 - np.exp(-1 / BSEC_SMOOTHING_MINUTES)
+    iaq = _first_order_room(alpha * raw, np.full(MINUTES_PER_DAY, alpha), start=raw[0])
+    voc = (background + voc_excess) * np.exp(rng.normal(0, 0.02, MINUTES_PER_DAY))
+    return voc, iaq
+
+
 def simulate_sensor_day(fleet: Fleet, sensor: SensorProfile, local_day: int) -> SensorDay:
     """Readings of ``sensor`` for its local day ``local_day`` (days since 1970-01-01, local)."""
     rng = rng_for(fleet.seed, "aq", sensor.devid, local_day)
@@ -128,16 +164,16 @@ def simulate_sensor_day(fleet: Fleet, sensor: SensorProfile, local_day: int) -> 
     if weekday < 5 and rng.uniform() < 0.4:  # evening cleaning sprays raise VOC for a while
         at = int(rng.integers(18 * 60, 21 * 60))
         cleaning[at:] = 1.5 * np.exp(-(minute[at:] - at) / 25.0)
-    voc = 0.45 + 0.0011 * co2_excess + cleaning
-    iaq = 40 + 0.085 * co2_excess + 45 * cleaning + 1.2 * np.abs(humidity - 50)
+    voc, iaq = _gas_sensor(rng_for(fleet.seed, "aq-gas", sensor.devid, local_day), people, ach,
+                           sensor.volume_m3, cleaning, humidity)
 
     noise = rng.normal(size=(6, MINUTES_PER_DAY))
     co2 = np.round(np.clip(co2 + 6 * noise[0], 380, 5000))
     temperature = np.round(temperature + 0.04 * noise[1], 2)
     humidity = np.round(np.clip(humidity + 0.4 * noise[2], 5, 95), 2)
     pressure = np.round(pressure + 0.004 * noise[3], 3)
-    voc = np.round(np.clip(voc * np.exp(0.05 * noise[4]), 0.1, None), 3)
-    iaq = np.round(np.clip(iaq + 3 * noise[5], 0, 500), 1)
+    voc = np.round(np.clip(voc, 0.1, None), 3)   # noise comes with the gas sensor (_gas_sensor)
+    iaq = np.round(np.clip(iaq, 0, 500), 1)
 
     # dropouts: a few gaps of missing minutes; accuracy reads low while the gas sensor settles after one
     reported = np.ones(MINUTES_PER_DAY, dtype=bool)

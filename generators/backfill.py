@@ -34,8 +34,8 @@ def backfill(writer: MongoWriter, fleet: Fleet, start: datetime, end: datetime, 
 
     start, end = to_utc(start), to_utc(end)
     stats = WriteStats()
-    stats.add(writer.write("users", user_documents(fleet)))
-    stats.add(writer.write("devices", device_documents(fleet)))
+    stats.add(writer.register("users", user_documents(fleet)))
+    stats.add(writer.register("devices", device_documents(fleet)))
     lo, hi = epoch_seconds(start), epoch_seconds(end)
 
     plan = [w for name in collections for w in catalog.windows(fleet, name, start, end, bad_rate)]

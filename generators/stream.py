@@ -22,7 +22,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 from generators import catalog
 from generators.common import SECONDS_PER_DAY, epoch_seconds, to_utc
 from generators.devices import Fleet, device_documents, user_documents
-from generators.writer import MongoWriter, WriteStats
+from generators.writer import REGISTRY_COLLECTIONS, MongoWriter, WriteStats
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,13 @@ class StreamState:
     failures: int = 0  # failed flush attempts in total
     flushes: int = 0
     sim_now: datetime | None = None
+    idle_logged_at: float | None = None  # monotonic time of the last "nothing to write" line
+    last_flush_ok: bool = True
+
+
+# an idle stream (nothing due: few devices, or between their sends) says so at most this often,
+# not once a second
+IDLE_LOG_SECONDS = 60.0
 
 
 class _WindowCache:
@@ -119,7 +126,7 @@ def _flush(writer: MongoWriter, buffer: dict[str, list[dict]], state: StreamStat
             docs = buffer[name]
             while docs:  # chunk by chunk, dropping each from the buffer once it is stored
                 chunk = docs[:writer.chunk_size]
-                wrote.add(writer.write(name, chunk))
+                wrote.add(writer.register(name, chunk) if name in REGISTRY_COLLECTIONS else writer.write(name, chunk))
                 del docs[:len(chunk)]
         ok = True
     except (ConnectionFailure, OperationFailure) as exc:
@@ -130,10 +137,18 @@ def _flush(writer: MongoWriter, buffer: dict[str, list[dict]], state: StreamStat
     state.stats.add(wrote)
     state.flushes += 1
     state.buffered = sum(len(v) for v in buffer.values())
-    if ok:
+    recovered, state.last_flush_ok = ok and not state.last_flush_ok, ok
+    now = time.monotonic()
+    if ok and not wrote.written and not recovered:
+        if state.idle_logged_at is None or now - state.idle_logged_at >= IDLE_LOG_SECONDS:
+            log.info("sim %s idle: nothing due, buffered %d, retries %d", sim_now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     state.buffered, state.failures)
+            state.idle_logged_at = now
+    elif ok:
         log.info("sim %s wrote %d (inserted %d, already present %d, rejected %d) buffered %d retries %d",
                  sim_now.strftime("%Y-%m-%dT%H:%M:%SZ"), wrote.written, wrote.inserted, wrote.already_present,
                  wrote.rejected, state.buffered, state.failures)
+        state.idle_logged_at = None
     else:
         log.warning("sim %s MongoDB unreachable (%s): wrote %d, buffered %d, retries %d",
                     sim_now.strftime("%Y-%m-%dT%H:%M:%SZ"), reason, wrote.written, state.buffered, state.failures)

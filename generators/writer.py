@@ -2,8 +2,13 @@
 write time, and exactly-once by deterministic ``_id``.
 
 A duplicate-key error is compared with what is stored: the same content (a retry, a resumed
-backfill) counts as already written; different content under an existing ``_id`` is refused
-and recorded in ``rejected_writes`` with the document, so nothing disappears silently.
+backfill) counts as already written. Different content under an existing ``_id`` is a change or
+a conflict: a registry document (a user's consent, a device's owner) is replaced, as the
+application that owns it would update it; a bucket that gained samples (the stored items are the
+first items of the new version, nothing else differs) is replaced too; anything else (a reading
+sent again with other values, a bucket whose items changed) is refused and recorded in
+``rejected_writes`` with the document. Nothing disappears silently: the counts say what was
+inserted, updated, already present and refused.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import bson
-from pymongo import UpdateOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 log = logging.getLogger(__name__)
@@ -22,6 +27,7 @@ log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 REJECTED_COLLECTION = "rejected_writes"
 REGISTRY_COLLECTIONS = ("users", "devices")
+BUCKET_COLLECTIONS = ("heart_rates", "steps", "sleeps")
 # how far each backfill got (generators.backfill); not a device collection, the extract never reads it
 PROGRESS_COLLECTION = "generator_backfill_progress"
 
@@ -29,20 +35,24 @@ PROGRESS_COLLECTION = "generator_backfill_progress"
 @dataclass
 class WriteStats:
     inserted: int = 0
+    updated: int = 0
     already_present: int = 0
     rejected: int = 0
+    kept: int = 0  # registry documents already stored with other content (see MongoWriter.register)
     by_collection: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: WriteStats) -> None:
         self.inserted += other.inserted
+        self.updated += other.updated
         self.already_present += other.already_present
         self.rejected += other.rejected
+        self.kept += other.kept
         for name, n in other.by_collection.items():
             self.by_collection[name] = self.by_collection.get(name, 0) + n
 
     @property
     def written(self) -> int:
-        return self.inserted + self.already_present + self.rejected
+        return self.inserted + self.updated + self.already_present + self.rejected
 
 
 def utc_now_ms() -> datetime:
@@ -52,6 +62,17 @@ def utc_now_ms() -> datetime:
 
 def _content(doc: dict) -> bytes:
     return bson.encode({k: v for k, v in doc.items() if k != "_ingested_at"})
+
+
+def _gained_samples(stored: dict, doc: dict) -> bool:
+    """``doc`` is ``stored`` with more samples appended to its bucket (the device sent more)."""
+    old, new = stored.get("metrics"), doc.get("metrics")
+    if type(old) is not list or type(new) is not list or len(new) <= len(old):
+        return False
+    same = {k: v for k, v in stored.items() if k not in ("metrics", "_ingested_at")}
+    if same != {k: v for k, v in doc.items() if k not in ("metrics", "_ingested_at")}:
+        return False
+    return bson.encode({"m": old}) == bson.encode({"m": new[:len(old)]})
 
 
 class MongoWriter:
@@ -83,20 +104,43 @@ class MongoWriter:
                 raise
             stats.inserted = exc.details.get("nInserted", len(chunk) - len(errors))
             duplicates = [chunk[e["index"]] for e in errors]
-        if collection in REGISTRY_COLLECTIONS:  # master data: the first registration stays
-            stats.already_present = len(duplicates)
-            return stats
         stored = self._fetch(collection, [d["_id"] for d in duplicates])
         refused = []
+        changed = []
         for doc in duplicates:
             existing = stored.get(doc["_id"])
             if existing is not None and _content(existing) == _content(doc):
                 stats.already_present += 1
+            elif existing is not None and (collection in REGISTRY_COLLECTIONS or (
+                    collection in BUCKET_COLLECTIONS and _gained_samples(existing, doc))):
+                changed.append({**doc, "_ingested_at": now})
             else:
                 refused.append(doc)
+        if changed:
+            result = self.db[collection].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in changed],
+                                                    ordered=False)
+            stats.updated = result.modified_count + result.upserted_count
+            stats.already_present += len(changed) - stats.updated
         if refused:
             self._record_refusals(collection, refused, now)
             stats.rejected = len(refused)
+        return stats
+
+    def register(self, collection: str, docs: list[dict]) -> WriteStats:
+        """Registry documents (``users``, ``devices``) as a simulator registers its fleet: the absent
+        ones are inserted, the stored ones are left as they are, even where they differ: another
+        application (a consent withdrawn, a device re-assigned) may have changed them since, and a
+        restarted simulator must not undo that. The differing ones are counted in ``kept``."""
+        stored = self._fetch(collection, [d["_id"] for d in docs])
+        absent = [d for d in docs if d["_id"] not in stored]
+        stats = self.write(collection, absent) if absent else WriteStats(by_collection={collection: 0})
+        present = [d for d in docs if d["_id"] in stored]
+        stats.already_present += len(present)
+        stats.kept += sum(1 for d in present if _content(stored[d["_id"]]) != _content(d))
+        stats.by_collection[collection] = stats.by_collection.get(collection, 0) + len(present)
+        if stats.kept:
+            log.info("%d %s documents differ from the stored ones (changed since by another writer): kept",
+                     stats.kept, collection)
         return stats
 
     def _fetch(self, collection: str, ids: list) -> dict:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
 from iot_core.connections import mongo_client, mongo_db, pg_connect
-
-# Tests write documents and extract them at once: no settle delay behind the clock.
-os.environ["IOT_EXTRACT_SETTLE_SECONDS"] = "0"
 
 
 def reset_extract(settings) -> None:

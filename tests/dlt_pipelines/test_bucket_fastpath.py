@@ -13,18 +13,19 @@ import factories as f
 import pyarrow as pa
 import pytest
 from bson.codec_options import CodecOptions
+from bson.decimal128 import Decimal128
 from bson.errors import InvalidBSON
 from bson.int64 import Int64
 
 from dlt_pipelines import bucket_fastpath, reader
 from dlt_pipelines.bucket_fastpath import split_buckets
-from dlt_pipelines.contract import MIN_TS, BadDocument, Context, flatten
+from dlt_pipelines.contract import FUTURE_TOLERANCE, MIN_TS, BadDocument, Context, flatten
 from dlt_pipelines.tables import CHILD_SCHEMAS, PARENT_SCHEMAS, ColumnBuffer
 from generators.bad_data import corrupt
 
 OPTIONS = CodecOptions(tz_aware=True)
 NOW = datetime.now(UTC)
-CTX = Context(now=NOW, known_devices=frozenset({"w-1", "w-2", "p-1"}))
+CTX = Context(now=NOW, known_devices={"w-1": "watch", "w-2": "watch", "p-1": "phone", "aq-1": "air_quality"})
 WINDOW_END = f.ms(NOW)
 INGESTED = f.ms(NOW - timedelta(minutes=1))
 START = datetime(2026, 11, 1, 8, tzinfo=UTC)
@@ -36,10 +37,12 @@ def bucket(collection: str, device_id: str = "w-1", samples: int = 3, key: str =
     if collection == "heart_rates":
         metrics = [{"ts": start + timedelta(seconds=10 * k), "bpm": 60 + k % 100, "confidence": k % 4}
                    for k in range(samples)]
-    else:
-        metrics = [{"ts": start + timedelta(minutes=k), "steps": (17 * k) % 401} for k in range(samples)]
+    else:  # the samples spread over the 15-minute bucket, however many
+        metrics = [{"ts": start + timedelta(milliseconds=k * 900_000 // max(samples, 15)), "steps": (17 * k) % 401}
+                   for k in range(samples)]
+    span = timedelta(hours=4) if collection == "heart_rates" else timedelta(minutes=15)
     doc = {"_id": f"{collection}:{device_id}:{samples}{key}", "device_id": device_id, "created_at": start,
-           "ended_at": start + timedelta(hours=4), "metrics": metrics, "_ingested_at": INGESTED}
+           "ended_at": start + span, "metrics": metrics, "_ingested_at": INGESTED}
     for name, value in fields.items():
         if value is None:
             doc.pop(name)
@@ -60,7 +63,7 @@ def with_item(doc: dict, i: int, **fields) -> dict:
 
 
 def contract_tables(collection: str, docs: list[dict]) -> tuple[pa.Table, pa.Table]:
-    """What the per-document path (reader.read_collection's ``one``) makes of ``docs``."""
+    """What the per-document path (reader.read_documents's ``one``) makes of ``docs``."""
     parents, children = ColumnBuffer(PARENT_SCHEMAS[collection]), ColumnBuffer(CHILD_SCHEMAS[collection])
     for doc in docs:
         flat = flatten(collection, doc, CTX)
@@ -103,10 +106,13 @@ HEART_RATE_PLAIN = [
     bucket("heart_rates", samples=1),
     bucket("heart_rates", samples=12),                                  # two-digit keys
     bucket("heart_rates", samples=1_234),                               # up to four-digit keys
-    with_item(bucket("heart_rates", samples=4, key=":edges"), 0, bpm=20, confidence=0) | {
+    with_item(bucket("heart_rates", samples=4, key=":edges",
+                     metrics=[{"ts": MIN_TS, "bpm": 60, "confidence": 1}] * 4), 0, bpm=20, confidence=0) | {
         "created_at": MIN_TS, "ended_at": MIN_TS},                     # ended_at == created_at == 2000-01-01
-    with_item(bucket("heart_rates", samples=4, key=":max"), 3, bpm=250, confidence=3,
-              ts=f.ms(NOW + timedelta(days=1))),                       # ts at the last allowed millisecond-ish
+    with_item(bucket("heart_rates", samples=4, key=":max", created_at=f.ms(NOW) - timedelta(hours=3),
+                     ended_at=f.ms(NOW) + timedelta(hours=1),
+                     metrics=[{"ts": f.ms(NOW) - timedelta(hours=3), "bpm": 60, "confidence": 1}] * 4),
+              3, bpm=250, confidence=3, ts=f.ms(NOW + FUTURE_TOLERANCE)),  # ts at the last allowed millisecond-ish
     bucket("heart_rates", device_id="w-2", samples=5, key=":doubles",
            metrics=[{"ts": START, "bpm": 61.5, "confidence": 1}] * 5),  # every bpm a double: still uniform
     with_item(bucket("heart_rates", samples=30, key=":mixed"), 7, bpm=72.25),  # one double bpm: sizes vary
@@ -148,6 +154,11 @@ def _valid_but_unusual() -> list[tuple[str, dict]]:
         ("steps", {**st, "_id": st["_id"] + "2",
                    "metrics": [{"steps": m["steps"], "ts": m["ts"]} for m in st["metrics"]]}),  # item field order
         ("steps", {**st, "_id": st["_id"] + "3", "_test_bad_kind": "ignored"}),
+        ("heart_rates", with_item(hr, 0, bpm=Int64(60)) | {"_id": hr["_id"] + "5"}),         # int64 numbers
+        ("heart_rates", with_item(hr, 0, confidence=Int64(2)) | {"_id": hr["_id"] + "6"}),
+        ("heart_rates", with_item(hr, 2, bpm=Decimal128("61.5")) | {"_id": hr["_id"] + "7"}),  # Decimal128
+        ("steps", with_item(st, 0, steps=Int64(12)) | {"_id": st["_id"] + "4"}),
+        ("steps", with_item(st, 1, steps=Decimal128("12")) | {"_id": st["_id"] + "5"}),
     ]
 
 
@@ -170,7 +181,6 @@ def _bad() -> list[tuple[str, dict]]:
         add(collection, {**base, "metrics": [*base["metrics"], [1, 2]]})
         add(collection, {**base, "device_id": 7})
         add(collection, {**base, "device_id": "w-404"})                  # unknown device
-        add(collection, {**base, "_id": 12345})
         add(collection, {**base, "created_at": "2026-11-01T08:00:00Z"})
         add(collection, {**base, "created_at": "yesterday at noon"})
         add(collection, {**base, "created_at": datetime(1999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)})
@@ -189,7 +199,12 @@ def _bad() -> list[tuple[str, dict]]:
         add(collection, with_item(base, 0, **{value: math.nan}))
         add(collection, with_item(base, 0, **{value: math.inf}))
         add(collection, with_item(base, 0, **{value: -math.inf}))
-        add(collection, with_item(base, 0, **{value: Int64(60)}))          # int64: not the contract's int
+        add(collection, with_item(base, 0, **{value: Int64(1 << 40)}))     # int64, out of range
+        add(collection, with_item(base, 0, **{value: Decimal128("1e30")}))   # beyond int64
+        add(collection, with_item(base, 1, ts=base["created_at"] - timedelta(milliseconds=1)))  # outside its bucket
+        add(collection, with_item(base, 1, ts=base["ended_at"] + timedelta(milliseconds=1)))
+        add(collection, {**base, "ended_at": base["created_at"] + 2 * (base["ended_at"] - base["created_at"])})
+        add(collection, {**base, "device_id": "aq-1"})                   # an air-quality sensor cannot send it
         add(collection, with_item(base, 0, **{value: True}))
     for bpm in (19, 251, 400, -5, 19.999, 250.001):
         add("heart_rates", with_item(hr, 4, bpm=bpm))
@@ -336,7 +351,7 @@ def test_a_broken_range_check_is_caught(monkeypatch):
 
 
 @pytest.mark.parametrize("collection", ["heart_rates", "steps"])
-def test_read_collection_gives_the_per_document_paths_batches(services, collection, monkeypatch):
+def test_read_documents_gives_the_per_document_paths_batches(services, collection, monkeypatch):
     """Through a real MongoDB-protocol server: the same rows, children, quarantine and counts with
     the vectorised path as without it."""
     from iot_core.connections import mongo_client, mongo_db
@@ -345,7 +360,6 @@ def test_read_collection_gives_the_per_document_paths_batches(services, collecti
     docs = [bucket(collection, device_id, n, key=f":db{n}") for n in (0, 1, 15, 300)]
     unusual = [d for c, d in _valid_but_unusual() if c == collection]
     docs += [d for c, d in _bad() if c == collection] + unusual
-    docs += [bucket(collection, device_id, 4, key=":late", _ingested_at=WINDOW_END)]
     client = mongo_client()
     try:
         db = mongo_db(client)
@@ -354,7 +368,9 @@ def test_read_collection_gives_the_per_document_paths_batches(services, collecti
 
         def read():
             counts = reader.ReadCounts()
-            batches = list(reader.read_collection(db, collection, None, WINDOW_END, CTX, counts))
+            batches = list(reader.read_documents(reader.snapshot_batches(db, collection), collection, CTX,
+                                                 reader.CaptureTimes(WINDOW_END), db[collection].codec_options,
+                                                 counts))
             tables = {}
             for part in ("rows", "children", "quarantine"):
                 found = [getattr(b, part) for b in batches if getattr(b, part) is not None]

@@ -9,6 +9,8 @@ import factories as f
 from pymongo.errors import DuplicateKeyError
 
 from dlt_pipelines import load_raw
+from dlt_pipelines.tables import PARENT_SCHEMAS
+from iot_core.contract import MEASURE_NAMES
 
 BAD_KINDS = {"missing_field", "wrong_type", "number_as_string", "nan_or_infinity", "out_of_range",
              "readings_wrong_length", "ts_far_future", "ts_before_2000", "unknown_device", "duplicate_id",
@@ -70,9 +72,10 @@ def test_air_quality_fast_path_accepts_only_what_the_full_contract_accepts():
     good = f.air_quality("aq-1", f.BASE, i=3)
     fast = typical_air_quality(good, ctx)
     full = flatten("air_quality", good, ctx).row
-    assert fast == [good["_id"], "aq-1", good["ts"], *(full[m] for m in
-                                                       ("iaq", "temperature", "humidity", "pressure", "voc", "co2",
-                                                        "iaq_accuracy")), good["_ingested_at"]]
+    assert fast == [good["_id"], "aq-1", good["ts"], full["ts_utc"], None,
+                    *(full[m] for m in MEASURE_NAMES), good["_ingested_at"]]
+    assert PARENT_SCHEMAS["air_quality"].names == ["_id", "devid", "ts", "ts_utc", "ts_sent", *MEASURE_NAMES,
+                                                   "_ingested_at"]
     for collection, doc in f.bad_documents("aq-1", "w-1", f.BASE):
         if collection == "air_quality":
             assert typical_air_quality(doc, ctx) is None, doc["_test_bad_kind"]

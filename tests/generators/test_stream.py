@@ -30,7 +30,8 @@ def _due(fleet, collection, bad_rate):
 @pytest.fixture
 def own_mongo(services, test_state_dir):
     """A MongoDB-protocol server of our own (we stop and restart it), on a free port."""
-    settings = services.model_copy(update={"mongo_port": free_port()})
+    # a bare server without users: its clients send no credentials
+    settings = services.model_copy(update={"mongo_port": free_port(), "mongo_user": ""})
     state_dir = test_state_dir / "generator-stream"
     proc = ManagedProcess("mongo-generator-stream", state_dir)
     argv = mongo.server_argv(settings.mongo_port, state_dir / "data")
@@ -81,3 +82,21 @@ def test_stream_through_a_server_restart_loses_and_duplicates_nothing(own_mongo)
     assert all(r["document"][MARKER] == "duplicate_id" for r in rejected)
     assert db.users.count_documents({}) == 2 and db.devices.count_documents({}) == 7
     client.close()
+
+
+def test_an_idle_stream_logs_a_line_a_minute_not_a_second(services, caplog):
+    """Nothing due (no measurement collections streamed): the stream flushed every tick and logged
+    "wrote 0" each time, a line per second in logs/generator.log."""
+    import logging
+
+    client = mongo_client(services)
+    writer = MongoWriter(mongo_db(client, services), chunk_size=200)
+    fleet = build_fleet(users=1, sensors=1, seed=7, anchor=START)
+    with caplog.at_level(logging.INFO, logger="generators.stream"):
+        state = stream(writer, fleet, SIM_START, duration_s=3, tick_s=0.1, collections=())
+    lines = [r.getMessage() for r in caplog.records if r.name == "generators.stream"]
+    assert state.flushes >= 10
+    assert len([m for m in lines if "idle" in m]) == 1, lines
+    assert not [m for m in lines if "wrote 0 " in m], lines
+    # the registry documents (users, devices) were written and said so, once
+    assert len([m for m in lines if " wrote " in m]) == 1, lines

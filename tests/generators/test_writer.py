@@ -222,3 +222,42 @@ def test_a_catch_up_reaches_back_no_further_than_its_limit(clean_mongo, small_fl
     later = [k for k in keys if k >= epoch_seconds(stopped)]
     assert later and min(later) >= epoch_seconds(restart - timedelta(hours=6))
     assert max(keys) <= epoch_seconds(restart)
+
+
+def test_changes_are_written_as_updates_and_conflicts_are_refused(clean_mongo, small_fleet):
+    """A changed registry document replaces the stored one; a bucket that gained samples replaces
+    its shorter version; a bucket whose samples changed and a reading sent again with other values
+    are refused into rejected_writes. The counts say which is which."""
+    from generators import device_documents, user_documents
+
+    db = clean_mongo
+    writer = MongoWriter(db)
+    user = user_documents(small_fleet)[0]
+    writer.write("users", [user])
+    withdrawn = {**user, "share_with_research_asof": None, "height": user["height"] + 1}
+    stats = writer.write("users", [withdrawn])
+    assert (stats.updated, stats.rejected) == (1, 0)
+    assert db.users.find_one({"_id": user["_id"]})["share_with_research_asof"] is None
+
+    bucket = documents(small_fleet, "heart_rates", FROM, TO, bad_rate=0)[0]
+    shorter = {**bucket, "metrics": bucket["metrics"][:-2]}
+    writer.write("heart_rates", [shorter])
+    assert writer.write("heart_rates", [bucket]).updated == 1  # the device sent two more samples
+    assert len(db.heart_rates.find_one({"_id": bucket["_id"]})["metrics"]) == len(bucket["metrics"])
+    changed = {**bucket, "metrics": [{**bucket["metrics"][0], "bpm": 199}, *bucket["metrics"][1:]]}
+    assert writer.write("heart_rates", [changed]).rejected == 1
+
+    reading = documents(small_fleet, "air_quality", FROM, TO, bad_rate=0)[0]
+    writer.write("air_quality", [reading])
+    other = {**reading, "readings": [v + 1 for v in reading["readings"]]}
+    assert writer.write("air_quality", [other]).rejected == 1
+    assert db.air_quality.find_one({"_id": reading["_id"]})["readings"] == reading["readings"]
+    assert db[REJECTED_COLLECTION].count_documents({}) == 2
+
+    # a simulator registering its fleet again does not undo another application's change
+    devices = device_documents(small_fleet)
+    writer.register("devices", devices)
+    db.devices.update_one({"_id": devices[0]["_id"]}, {"$set": {"owner_user_id": None}})
+    again = writer.register("devices", devices)
+    assert (again.inserted, again.updated, again.already_present, again.kept) == (0, 0, len(devices), 1)
+    assert db.devices.find_one({"_id": devices[0]["_id"]})["owner_user_id"] is None
