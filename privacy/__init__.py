@@ -1,4 +1,4 @@
-"""Right to erasure: remove one user from every layer (MongoDB, raw, stage, agg, curated, ml, ops)."""
+"""Privacy (DESIGN §4, docs/privacy.md): the right to erasure, everywhere the platform keeps a user's data."""
 
 from privacy.erasure import erase_user
 
