@@ -61,6 +61,9 @@ def dbt_env(settings: Settings | None = None, timescaledb: bool | None = None) -
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         # a model's tests only, not the relationship tests of its (maybe not yet built) children
         "DBT_INDIRECT_SELECTION": "cautious",
+        # continuous aggregates are never refreshed over what stage retention drops (macros/timescale.sql)
+        **{f"DBT_RETENTION_{layer.upper()}_DAYS": str(getattr(s, f"retention_{layer}_days") or "")
+           for layer in ("stage", "agg")},
     }
 
 

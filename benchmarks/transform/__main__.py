@@ -34,7 +34,7 @@ SHORT_HISTORY_DB = "iot_warehouse_bench_1day"
 
 def _create_second_warehouse(settings, cluster, name: str):
     """Another warehouse database on the same server, with the same schemas, roles and grants."""
-    from iot_cli.localstack.postgres import INIT_SQL_DIR, init_sql_variables
+    from iot_cli.localstack.postgres import init_sql_variables
     from iot_core.connections import pg_connect
 
     other = settings.model_copy(update={"warehouse_db": name})
@@ -43,7 +43,7 @@ def _create_second_warehouse(settings, cluster, name: str):
         conn.execute(f"revoke create, temporary on database {name} from public")
         conn.execute(f"grant connect on database {name} to {settings.loader_user}, {settings.transformer_user}")
         conn.execute(f"grant temporary on database {name} to {settings.transformer_user}")
-    cluster.psql_file(INIT_SQL_DIR / "02_warehouse_schemas.sql", name, init_sql_variables(other))
+    cluster.apply_warehouse_sql(name, init_sql_variables(other))
     return other
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 
 AIR_QUALITY = """
-insert into raw.air_quality
+insert into raw.air_quality (_id, devid, ts, ts_utc, iaq, temperature, humidity, pressure, voc, co2, iaq_accuracy,
+                             _ingested_at, _dlt_load_id)
 select 'aq:' || dev || ':' || extract(epoch from t)::bigint, dev,
-       to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+       to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), t,
        100 + 60 * sin(extract(epoch from t) / 7200 + d), 21 + 2 * sin(extract(epoch from t) / 43200),
        45 + mod(d, 10), 101.3, 0.5 + mod(d, 5) / 10.0, 600 + 200 * sin(extract(epoch from t) / 3600), 3,
        t + interval '5 seconds', 'bench-' || to_char(t, 'YYYYMMDDHH24')

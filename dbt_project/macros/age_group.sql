@@ -1,7 +1,7 @@
 {#- Age buckets of the seed 001 "monthly health by age group" analysis. -#}
 {% macro age_group(age) -%}
   case
-    when {{ age }} is null or {{ age }} < 0 or {{ age }} > 120 then 'unknown'
+    when {{ age }} is null or {{ age }} < 0 or {{ age }} > {{ contract_max_age_years() }} then 'unknown'
     when {{ age }} < 18 then 'under 18'
     when {{ age }} < 25 then '18-24'
     when {{ age }} < 35 then '25-34'

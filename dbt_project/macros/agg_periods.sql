@@ -5,6 +5,7 @@
 {#- Per user and local period, rolled up from agg_user_daily (weekly and monthly). Averages are
     weighted by sample counts so a week's avg_bpm equals the mean of its samples. -#}
 {% macro user_period_rollup(period) %}
+{{ refuse_aggregate_full_refresh() }}
 with touched as (
     select distinct user_id, {{ local_period(period, period_start_ts('day')) }} as period_start
     from {{ ref('agg_user_daily') }}
@@ -37,11 +38,13 @@ group by d.user_id, t.period_start
     refresh: every (device, measure) series on its own (see reading_series), so each sort covers
     one series read in index order instead of one sort of all readings spilling to disk. -#}
 {% macro device_period_stats(period) %}
+{{ refuse_aggregate_full_refresh() }}
 {%- if is_incremental() %}
 with touched as (
     select distinct device_id, measure_name, {{ local_period(period, 'time') }} as period_start
     from {{ ref('stg_sensor_readings') }}
     where {{ ingested_since() }}
+      and {{ open_period(period_start_ts(local_period(period, 'time'))) }}
 ),
 
 bounds as (

@@ -32,28 +32,3 @@
 {% macro period_start_ts(period_date) -%}
   (({{ period_date }})::timestamp at time zone '{{ var("day_timezone") }}')
 {%- endmacro %}
-
-{#- For models whose own rows do not show how far the sources were read (stg_rejects holds only
-    the refused rows, so its newest row can lag far behind), the high-water mark is kept in
-    ops.transform_watermarks: read here, advanced by save_watermark() after the run. -#}
-{% macro watermark_since(column='_ingested_at') -%}
-  {%- if is_incremental() -%}
-    {{ column }} > {{ cursor_literal("select max(ingested_at) from ops.transform_watermarks where model = '"
-                                     ~ this.identifier ~ "'") }}
-  {%- else -%}
-    true
-  {%- endif -%}
-{%- endmacro %}
-
-{% macro save_watermark(sources) -%}
-  insert into ops.transform_watermarks (model, ingested_at, updated_at)
-  select '{{ this.identifier }}', max(m), now()
-  from (
-    {%- for s in sources %}
-    select max(_ingested_at) as m from {{ s }}{% if not loop.last %} union all{% endif %}
-    {%- endfor %}
-  ) as maxima
-  having max(m) is not null
-  on conflict (model) do update set ingested_at = greatest(ops.transform_watermarks.ingested_at, excluded.ingested_at),
-                                    updated_at = excluded.updated_at
-{%- endmacro %}

@@ -6,7 +6,8 @@
     inside its transaction (a pre-hook), so it is released when the model commits or rolls back,
     and a build that waits then merges only what the other did not already write (the batch rows
     identical to the target are dropped before the merge). Two int4 keys: a namespace of their
-    own, apart from the single-bigint keys the extract uses. -#}
+    own, apart from the single-bigint keys the extract uses. The same namespace is
+    iot_core.locks.MODEL_LOCK_NAMESPACE (erasure takes these locks; a test checks they agree). -#}
 {% macro model_lock_namespace() -%}1684174880{%- endmacro %}
 
 {% macro model_lock(relation=none) -%}

@@ -1,6 +1,8 @@
-{#- Helper SQL functions the stage models call, (re)created at the start of every run. -#}
+{#- Helper SQL the stage models call, (re)created at the start of every run. -#}
 {#- Two runs starting together would replace the same function at once ("tuple concurrently
     updated"): the lock makes them take turns (macros/model_lock.sql). -#}
+{#- No timestamp parser in SQL: the extract parses device timestamps once, in Python
+    (iot_core.timestamps), and stores the UTC time in raw.air_quality.ts_utc beside ts as sent. -#}
 {% macro create_stage_functions() -%}
 select pg_advisory_xact_lock({{ model_lock_namespace() }}, hashtext('on-run-start'));
 create table if not exists ops.transform_watermarks (
@@ -8,26 +10,28 @@ create table if not exists ops.transform_watermarks (
     ingested_at timestamptz not null,
     updated_at timestamptz not null
 );
-{#- stage.parse_device_ts(text): the same expression as the macro below, as a function for ad-hoc use. -#}
-create or replace function stage.parse_device_ts(ts text) returns timestamptz
-language sql stable parallel safe as $fn$
-  select {{ parse_device_ts('ts') }}
+{#- what curated_research_minutely was last built with (macros/research_consent.sql) -#}
+create table if not exists stage.research_consent_applied (
+    user_id text primary key,
+    consent_minute timestamptz not null,
+    device_ids text[] not null,
+    applied_at timestamptz not null
+);
+comment on table stage.research_consent_applied is
+    'Consent minute and devices per consenting user that curated was last built with; a change recomputes the user''s curated rows';
+{#- per model and source: how far the model has read it (macros/source_window.sql) -#}
+{{ source_watermark_tables() }};
+drop function if exists stage.parse_device_ts(text);
+{#- A jsonb text value as timestamptz, null when PostgreSQL cannot read it. Only for the small
+    registry tables (device history), whose values the extract already checked; a row loaded
+    before that check must not stop the build. PL/pgSQL with an exception handler is slow, so it
+    never runs over readings. -#}
+create or replace function stage.try_timestamptz(value text) returns timestamptz
+language plpgsql stable parallel safe as $fn$
+begin
+  return value::timestamptz;
+exception when others then
+  return null;
+end
 $fn$;
-{%- endmacro %}
-
-{#- Device timestamps arrive as ISO-8601 text with an offset or as epoch seconds. Anything else
-    (no zone, an impossible date such as 2024-02-30, garbage) gives null, which the stage checks
-    reject with the reason "unparseable_ts"; a bad value never aborts a run. The fields are
-    range-checked by the pattern (and the day against the month's length) before the cast, so
-    the cast cannot raise. A plain SQL expression, not a PL/pgSQL function with an exception
-    handler: it is inlined, evaluated in C, and allowed in parallel workers (measured: the
-    PL/pgSQL version made the stage build about 10x slower). -#}
-{% macro parse_device_ts(col) -%}
-(case
-    when {{ col }} ~ '^\s*-?\d{9,11}(\.\d+)?\s*$' then to_timestamp(btrim({{ col }})::double precision)
-    when {{ col }} ~ '^\s*[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?\s*(Z|z|[+-](0\d|1[0-5])(:?[0-5]\d)?)\s*$'
-     and substr(btrim({{ col }}), 9, 2)::int
-         <= extract(day from (substr(btrim({{ col }}), 1, 7) || '-01')::date + interval '1 month - 1 day')
-    then btrim({{ col }})::timestamptz
-end)
 {%- endmacro %}

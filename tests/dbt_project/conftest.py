@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from iot_cli.localstack.postgres import INIT_SQL_DIR, init_sql_variables
+from iot_cli.localstack.postgres import init_sql_variables
 from iot_core.connections import pg_connect
 
 # cosmos would try to send usage metrics (no network here; each try waits for a DNS failure)
@@ -31,7 +31,7 @@ def wh(services, pg_cluster):
         conn.execute(f"grant connect on database {TEST_DB} to {settings.loader_user}, {settings.transformer_user}, "
                      f"{settings.analyst_user}, {settings.api_user}")
         conn.execute(f"grant temporary on database {TEST_DB} to {settings.transformer_user}")
-    pg_cluster.psql_file(INIT_SQL_DIR / "02_warehouse_schemas.sql", TEST_DB, variables)
+    pg_cluster.apply_warehouse_sql(TEST_DB, variables)
     return settings
 
 

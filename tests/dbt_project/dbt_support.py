@@ -20,17 +20,18 @@ FIRST_LOAD_AT = DAY + timedelta(days=1, hours=6)  # when the first increment was
 
 
 def fresh_warehouse(settings) -> None:
-    """Empty raw tables and no dbt-built relations (a first run)."""
+    """Empty raw tables and no dbt-built relations (a first run); schemas and grants as the init
+    SQL makes them (warehouse/init/02, run again)."""
+    from iot_cli.localstack.postgres import INIT_SQL_DIR, cluster_for, init_sql_variables
+
     with pg_connect("superuser", settings=settings, autocommit=True) as conn:
         for schema in ("stage", "agg", "curated"):
             conn.execute(f"drop schema if exists {schema} cascade")
-            conn.execute(f"create schema {schema} authorization {settings.transformer_user}")
-        for schema, role in (("agg", settings.analyst_user), ("curated", settings.analyst_user),
-                             ("stage", settings.api_user), ("agg", settings.api_user)):
-            conn.execute(f"grant usage on schema {schema} to {role}")
-            conn.execute(f"alter default privileges for role {settings.transformer_user} in schema {schema} "
-                         f"grant select on tables to {role}")
         conn.execute("drop table if exists ops.data_quality_results, ops.dq_quarantine, ops.erasures cascade")
+    cluster = cluster_for(settings)
+    for sql_file in sorted(INIT_SQL_DIR.glob("[0-9][0-9]_*.sql")):  # the warehouse's files: all but 01
+        if not sql_file.name.startswith("01_"):
+            cluster.psql_file(sql_file, settings.warehouse_db, init_sql_variables(settings))
     with pg_connect("loader", settings=settings) as conn:
         create_raw_tables(conn, drop=True)
     with pg_connect("transformer", settings=settings) as conn:

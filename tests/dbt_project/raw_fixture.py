@@ -11,9 +11,12 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
+from iot_core.contract import MEASURE_NAMES
+from iot_core.timestamps import TimestampError, to_utc
+
 RAW_DDL = """
 create table if not exists raw.air_quality (
-    _id text primary key, devid text, ts text,
+    _id text primary key, devid text, ts text, ts_utc timestamptz, ts_sent text,
     iaq double precision, temperature double precision, humidity double precision, pressure double precision,
     voc double precision, co2 double precision, iaq_accuracy double precision,
     _ingested_at timestamptz, _dlt_load_id text);
@@ -67,7 +70,7 @@ create table if not exists ml.predictions (
 
 RAW_TABLES = ("air_quality", "heart_rates", "heart_rates__metrics", "steps", "steps__metrics", "sleeps",
               "sleeps__metrics", "users", "devices", "quarantine")
-READING_ORDER = ("iaq", "temperature", "humidity", "pressure", "voc", "co2", "iaq_accuracy")
+READING_ORDER = MEASURE_NAMES  # the data contract's payload order
 
 
 def create_ml_predictions(conn) -> None:
@@ -99,11 +102,18 @@ class RawWriter:
         self.conn.commit()
 
     def air_quality(self, rows: Iterable[tuple[str, str, list[float]]], ingested_at: datetime, id_suffix: str = "") -> None:
-        """rows: (devid, ts as sent, 7 readings in contract order)."""
+        """rows: (devid, ts as sent, 7 readings in contract order). ts_utc as the extract parses it
+        (iot_core.timestamps); null when it cannot (the extract would have quarantined the
+        document: such rows stand for ones loaded before, or by another loader)."""
         def gen():
             for devid, ts, readings in rows:
-                yield (f"aq:{devid}:{ts}{id_suffix}", devid, ts, *readings, ingested_at, self.load_id)
-        self._copy("air_quality", ["_id", "devid", "ts", *READING_ORDER, "_ingested_at", "_dlt_load_id"], gen())
+                try:
+                    utc = to_utc(ts)
+                except TimestampError:
+                    utc = None
+                yield (f"aq:{devid}:{ts}{id_suffix}", devid, ts, utc, *readings, ingested_at, self.load_id)
+        self._copy("air_quality", ["_id", "devid", "ts", "ts_utc", *READING_ORDER, "_ingested_at", "_dlt_load_id"],
+                   gen())
 
     def bucket(self, kind: str, bucket_id: str, device_id: str, created_at: datetime, ended_at: datetime,
                metrics: list[tuple], ingested_at: datetime) -> None:

@@ -34,7 +34,7 @@ def test_stage_sensor_readings_follow_the_contract(built):
 def test_failing_rows_land_in_rejects_with_their_reason(built):
     reasons = {r for (r,) in q(built, "select distinct reject_reason from stage.stg_rejects")}
     assert {"not_a_number", "out_of_range", "unparseable_ts", "ts_in_future", "ts_before_2000", "unknown_device",
-            "end_not_after_start", "quarantined_by_extract: readings_wrong_length"} <= reasons
+            "end_before_start", "quarantined_by_extract: readings_wrong_length"} <= reasons
     # the NaN payload lost only its iaq and humidity values; the rest of it is in stage
     nan_row = q(built, "select measure_name, reject_reason from stage.stg_rejects where source_table = 'raw.air_quality' "
                        "and reject_reason in ('not_a_number', 'out_of_range') order by 1")
@@ -91,12 +91,26 @@ def test_seed001_analyses_return_sensible_rows(built):
     assert in_view == recent
 
 
-def test_curated_holds_only_consenting_users_after_consent(built):
-    users = {u for (u,) in q(built, "select distinct user_id from curated.curated_research_minutely")}
-    assert users == {"u_consent", "u_early"}
-    first = q(built, "select min(minute) from curated.curated_research_minutely where user_id = 'u_consent'")[0][0]
+def rid(settings, user_id: str) -> str:
+    """The research id curated keys a user by (a keyed hash: warehouse/init/03_privacy.sql)."""
+    return q(settings, "select ops.research_id(%s)", user_id)[0][0]
+
+
+def curated_users(settings) -> set[str]:
+    return {r for (r,) in q(settings, "select distinct research_id from curated.curated_research_minutely")}
+
+
+def test_curated_holds_only_consenting_users_after_consent_under_research_ids(built):
+    assert curated_users(built) == {rid(built, "u_consent"), rid(built, "u_early")}
+    first = q(built, "select min(minute) from curated.curated_research_minutely where research_id = %s",
+              rid(built, "u_consent"))[0][0]
     assert first == DAY + timedelta(hours=12)
-    assert q(built, "select count(*) from curated.curated_research_users where user_id = 'u_never'")[0][0] == 0
+    assert q(built, "select count(*) from curated.curated_research_users where research_id = %s",
+             rid(built, "u_never"))[0][0] == 0
+    # no user id, e-mail or date of birth in any curated column
+    columns = {c for (c,) in q(built, "select column_name from information_schema.columns where table_schema = 'curated'")}
+    assert not columns & {"user_id", "email", "dob", "owner_user_id", "device_id"}
+    assert len(rid(built, "u_consent")) == 64 and rid(built, "u_consent") != rid(built, "u_early")
 
 
 def test_every_agg_table_and_column_has_a_database_comment(built):
@@ -153,30 +167,55 @@ def test_full_refresh_rebuilds_exactly_what_the_incremental_runs_built(built):
     assert incremental.keys() == rebuilt.keys()
 
 
-def test_withdrawn_consent_removes_the_user_from_curated(built):
-    with pg_connect("superuser", settings=built) as conn:
-        conn.execute("update raw.users set share_with_research_asof = null where user_id = 'u_early'")
+def test_consent_changes_reach_curated_in_one_run(built):
+    """A withdrawal removes every row of the user; a grant, or a consent moved earlier, brings the
+    user's history from the consent on; a device that changes owner takes its data along."""
+    def minutes(user_id):
+        return q(built, "select count(*), min(minute) from curated.curated_research_minutely where research_id = %s",
+                 rid(built, user_id))[0]
+
+    def stage_minutes(device, since):
+        return q(built, """select count(*), min(m) from (select distinct date_trunc('minute', time) as m from (
+                               select time from stage.stg_heart_rate where device_id = %s and time >= %s
+                               union all select time from stage.stg_steps where device_id = %s and time >= %s) t) m""",
+                 device, since, device, since)[0]
+
+    def change(sql):
+        with pg_connect("superuser", settings=built) as conn:
+            conn.execute(sql)
+        build(select=["+curated_research_minutely"], settings=built)
+
+    change("update raw.users set share_with_research_asof = null where user_id = 'u_early'")
+    assert curated_users(built) == {rid(built, "u_consent")}
+    change(f"update raw.users set share_with_research_asof = '{DAY.isoformat()}' where user_id = 'u_never'")
+    assert minutes("u_never") == stage_minutes("w2", DAY) and minutes("u_never")[0] > 0
+    before = minutes("u_consent")
+    change(f"update raw.users set share_with_research_asof = '{(DAY - timedelta(days=3)).isoformat()}'"
+           " where user_id = 'u_consent'")
+    assert minutes("u_consent")[0] == stage_minutes("w1", DAY - timedelta(days=3))[0] > before[0]
+    change("update raw.devices set owner_user_id = 'u_consent' where device_id = 'w2'")
+    assert minutes("u_never") == (0, None)  # its only device left it
+    assert minutes("u_consent")[0] == q(built, """select count(*) from (select distinct date_trunc('minute', time) from (
+        select time from stage.stg_heart_rate where device_id in ('w1', 'w2') and time >= %s
+        union all select time from stage.stg_steps where device_id in ('w1', 'w2') and time >= %s) t) m""",
+        DAY - timedelta(days=3), DAY - timedelta(days=3))[0][0]
+    # a run with no change changes nothing
+    snap = snapshot(built, schemas=("curated",))
     build(select=["+curated_research_minutely"], settings=built)
-    users = {u for (u,) in q(built, "select distinct user_id from curated.curated_research_minutely")}
-    assert users == {"u_consent"}
+    assert snapshot(built, schemas=("curated",)) == snap
 
 
-def test_device_timestamps_are_parsed_or_rejected_never_guessed(built):
-    cases = {
-        "2026-11-20T12:00:00+02:00": "2026-11-20 10:00:00+00",
-        "2026-11-20T10:00:00.250Z": "2026-11-20 10:00:00.25+00",
-        "2026-11-20 10:00+0530": "2026-11-20 04:30:00+00",
-        "1763632800": "2025-11-20 10:00:00+00",
-        "2026-11-20T10:00:00": None,            # no zone: ambiguous
-        "2026-02-30T10:00:00Z": None,           # impossible date
-        "2026-11-20T24:00:00Z": None,
-        "2026-11-20T10:00:00+16:00": None,
-        "yesterday at noon": None,
-        "": None,
-    }
-    with pg_connect("transformer", settings=built) as conn:
-        got = {ts: conn.execute("select stage.parse_device_ts(%s)::text", (ts,)).fetchone()[0] for ts in cases}
-    assert got == cases
+def test_stage_reads_the_extracts_utc_time_and_has_no_timestamp_parser(built):
+    """Device timestamps are parsed once, in Python (iot_core.timestamps, tests/iot_core): stage
+    takes raw.air_quality.ts_utc and refuses a row without it."""
+    rows = dict(q(built, "select r.ts, s.time::text from raw.air_quality as r join stage.stg_sensor_readings as s "
+                         "on s.device_id = r.devid and s.time = r.ts_utc and s.measure_name = 'iaq' "
+                         "where r.devid = 'aq2'"))
+    assert rows == {"2026-11-20T12:00:00+02:00": "2026-11-20 10:00:00+00",
+                    str(int((DAY + timedelta(hours=10, minutes=1)).timestamp())): "2026-11-20 10:01:00+00"}
+    assert q(built, "select 1 from pg_proc where proname = 'parse_device_ts'") == []
+    assert q(built, "select reject_reason from stage.stg_rejects where raw_value = 'yesterday at noon' limit 1") \
+        == [("unparseable_ts",)]
 
 
 HOURLY_COLUMNS = ["device_id", "measure_name", "hour", "min_value", "avg_value", "max_value", "reading_count",
@@ -192,6 +231,7 @@ def _columns(settings, schema, table):
                                       "and not attisdropped order by attnum", f"{schema}.{table}")]
 
 
+@pytest.mark.timescaledb
 def test_time_series_models_are_hypertables_with_policies(built):
     if not _timescaledb(built):
         pytest.skip("TimescaleDB extension not installed in this PostgreSQL: the hypertable / continuous-aggregate "
@@ -199,6 +239,8 @@ def test_time_series_models_are_hypertables_with_policies(built):
     hypertables = {f"{s}.{t}" for s, t in q(built, "select hypertable_schema, hypertable_name "
                                                    "from timescaledb_information.hypertables")}
     assert {"stage.stg_sensor_readings", "stage.stg_heart_rate", "stage.stg_steps", "stage.iaq_minutely"} <= hypertables
+    assert {f"agg.agg_{who}_{grain}" for who in ("device", "user") for grain in ("daily", "weekly", "monthly")} \
+        <= hypertables
     compressed = {t for (t,) in q(built, "select hypertable_name from timescaledb_information.jobs "
                                          "where proc_name = 'policy_compression'")}
     assert "stg_sensor_readings" in compressed
@@ -232,3 +274,18 @@ def test_dbt_docs_generate_and_source_freshness(built):
     # the scenario's raw rows were ingested long ago: freshness reports stale sources instead of crashing
     freshness = run_dbt(["source", "freshness", "--select", "source:raw.air_quality"], settings=built)
     assert freshness.statuses["source.iot_warehouse.raw.air_quality"] in ("warn", "error")
+
+
+def test_time_series_models_are_registered_for_retention(built):
+    """Every dbt run records the time-series models with their layer and time column
+    (ops.warehouse_time_series), the list warehouse.retention works from."""
+    registered = {r: (layer, column) for r, layer, column in
+                  q(built, "select relation, layer, time_column from ops.warehouse_time_series")}
+    assert registered["stage.stg_sensor_readings"] == ("stage", "time")
+    assert registered["stage.iaq_minutely"] == ("stage", "time")
+    assert registered["stage.stg_heart_rate"] == ("stage", "time")
+    assert registered["agg.agg_device_hourly"] == ("agg", "hour")
+    assert registered["agg.agg_device_daily"] == ("agg", "day_start")
+    assert registered["agg.agg_user_daily"] == ("agg", "day")
+    assert registered["agg.agg_user_monthly"] == ("agg", "month_start")
+    assert all(layer in ("stage", "agg") for layer, _ in registered.values())

@@ -54,7 +54,6 @@ def master_env(platform, wh, tmp_path, monkeypatch):
     monkeypatch.setenv("WAREHOUSE_DB", TEST_DB)
     monkeypatch.setenv("MONGO_DB", "iot_test_master_dag")
     monkeypatch.setenv("LOCAL_DIR", str(tmp_path))
-    monkeypatch.setenv("IOT_EXTRACT_SETTLE_SECONDS", "0")
     get_settings.cache_clear()
     settings = get_settings()
     client = mongo_client(settings)
@@ -90,14 +89,17 @@ def test_master_dag_fills_stage_agg_curated_and_a_second_run_changes_nothing(mas
         assert one("select count(*) from ops.data_quality_results") > 0
         # nobody in curated without consent, nothing before the consent time
         assert one("""select count(*) from curated.curated_research_minutely c
-                      left join stage.dim_users u using (user_id)
+                      left join stage.dim_users u on ops.research_id(u.user_id) = c.research_id
                       where u.share_with_research_asof is null
                          or c.minute < date_trunc('minute', u.share_with_research_asof)""") == 0
     consenting = {u["_id"] for u in db["users"].find({"share_with_research_asof": {"$ne": None}})}
     non_consenting = {u["_id"] for u in db["users"].find({"share_with_research_asof": None})}
     with pg_connect("superuser", settings=settings) as conn:
-        in_curated = {u for (u,) in conn.execute("select distinct user_id from curated.curated_research_users")}
-    assert in_curated == consenting and not (in_curated & non_consenting)
+        def research_ids(users):
+            return {conn.execute("select ops.research_id(%s)", (u,)).fetchone()[0] for u in users}
+
+        in_curated = {r for (r,) in conn.execute("select distinct research_id from curated.curated_research_users")}
+        assert in_curated == research_ids(consenting) and not (in_curated & research_ids(non_consenting))
 
     before = snapshot(settings)
     assert dag.test().state == "success"

@@ -1,10 +1,11 @@
 -- Hourly rollup per device and measure (UTC hours). With TimescaleDB: a continuous aggregate
--- with a refresh policy (real-time); without it: an incremental table with the same columns.
+-- with a refresh policy (real-time), filled over the whole history (macros/timescale.sql);
+-- without it: an incremental table with the same columns.
 {{ config(
     materialized=rollup_materialization(),
     incremental_strategy='delete+insert',
     unique_key=['device_id', 'measure_name', 'hour'],
-    continuous_aggregate={'start_offset': '3 days', 'end_offset': '1 hour', 'schedule_interval': '30 minutes'},
+    continuous_aggregate={'time_column': 'hour', 'end_offset': '1 hour', 'schedule_interval': '30 minutes'},
     tags=['daily'],
     indexes=[{'columns': ['device_id', 'measure_name', 'hour'], 'unique': True}, {'columns': ['_ingested_at']}],
 ) }}
@@ -23,11 +24,12 @@ group by device_id, measure_name, time_bucket(interval '1 hour', time)
 {% else %}
 {#- incremental: only the hours that received newly ingested readings; first build and full
     refresh: every (device, measure) series on its own (macro reading_series) -#}
+{{ refuse_aggregate_full_refresh() }}
 {%- if is_incremental() %}
 with touched as (
     select distinct device_id, measure_name, date_trunc('hour', time) as hour
     from {{ ref('stg_sensor_readings') }}
-    where {{ ingested_since() }}
+    where {{ ingested_since() }} and {{ open_period("date_trunc('hour', time)") }}
 )
 select
     r.device_id,

@@ -7,8 +7,11 @@
     incremental_strategy='delete+insert',
     unique_key=['user_id', 'day'],
     tags=['daily'],
+    hypertable={'time_column': 'day', 'chunk_interval': '30 days', 'segment_by': 'user_id',
+                'compress_after': '90 days'},
     indexes=[{'columns': ['user_id', 'day'], 'unique': True}, {'columns': ['_ingested_at']}],
 ) }}
+{{ refuse_aggregate_full_refresh() }}
 
 with owned as (
     select device_id, owner_user_id as user_id
@@ -36,6 +39,7 @@ sleep_parts as (
 
 {% if is_incremental() %}
 touched as (
+    select * from (
     select o.user_id, {{ local_period('day', 'h.time') }} as day
     from {{ ref('stg_heart_rate') }} as h join owned as o on o.device_id = h.device_id
     where {{ ingested_since('h._ingested_at') }}
@@ -46,6 +50,8 @@ touched as (
     union
     select user_id, day from sleep_parts
     where {{ ingested_since('sleep_parts._ingested_at') }}
+    ) as t
+    where {{ open_period(period_start_ts('t.day')) }}
 ),
 
 bounds as (

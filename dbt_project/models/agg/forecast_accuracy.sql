@@ -1,6 +1,8 @@
 -- Forecast error by model, version, horizon, device and local day (DESIGN §4): every prediction
 -- whose actual value has arrived in stage.iaq_minutely, next to the persistence forecast issued at
 -- the same minute (the actual at issued_at), so each error reads as a ratio to the baseline.
+-- Only minutes with a reading are scored: a minute stage filled in by interpolation is not an
+-- actual (for a sensor reporting every 5-15 minutes most minutes are).
 -- Incremental: the last stored day and everything after it are recomputed (late actuals and the
 -- day still in progress), older days are final.
 {{ config(
@@ -40,6 +42,7 @@ with scored as (
         on issued.device_id = p.device_id and issued.time = p.issued_at
     where p.measure_name like 'iaq~%'
       and actual.iaq is not null
+      and not actual.is_interpolated
     {% if is_incremental() %}
       and p.time >= (
           (select coalesce(max(day), '1970-01-01'::date) from {{ this }})::timestamp

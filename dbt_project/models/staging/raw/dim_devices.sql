@@ -1,5 +1,6 @@
 -- Device dimension (seed 004's star schema): kind, owner or location, manufacturer and the
--- dates of its install history.
+-- dates of its install history. One row per device_id (macros/registry.sql decides between
+-- documents that share one; the others are in stg_rejects).
 {{ config(materialized='table', indexes=[{'columns': ['device_id'], 'unique': True},
                                           {'columns': ['owner_user_id']}]) }}
 
@@ -7,10 +8,11 @@ with owners_from_users as (
     -- a device listed in a user's `devices` array belongs to that user even if the registry
     -- entry lacks the owner
     select distinct on (device_id) device_id, user_id
-    from {{ source('raw', 'users') }} as u
+    from {{ ranked_registry(source('raw', 'users'), 'user_id') }} as u
     cross join lateral jsonb_array_elements_text(
         case when jsonb_typeof(u.devices) = 'array' then u.devices else '[]'::jsonb end
     ) as device_id
+    where u.registry_rank = 1
     order by device_id, user_id
 ),
 
@@ -46,7 +48,7 @@ select
     h.decommissioned_at,
     coalesce(h.history_event_count, 0) as history_event_count,
     coalesce(d.active, h.decommissioned_at is null) as is_active
-from {{ source('raw', 'devices') }} as d
+from {{ ranked_registry(source('raw', 'devices'), 'device_id') }} as d
 left join owners_from_users as o on o.device_id = d.device_id
 left join history as h on h.device_id = d.device_id
-where d.device_id is not null
+where d.registry_rank = 1

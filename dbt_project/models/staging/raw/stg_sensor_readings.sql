@@ -1,5 +1,8 @@
 -- Air-quality readings in long format (seed 000 data model): one row per device, measure and
 -- UTC time. Only rows passing the stage checks; the others are in stg_rejects with the reason.
+-- A value, once here, stays: a later delivery of the same device, measure and instant never
+-- replaces it (first valid delivery wins, macros/air_quality_checked.sql); if its value differs,
+-- stg_rejects records the conflict with both values.
 {{ config(
     materialized='incremental',
     incremental_strategy='merge',
@@ -17,6 +20,11 @@ with checked as (
     {{ air_quality_checked(source_filter=ingested_since(), only_passing=true) }}
 )
 
-select time, device_id, measure_name, value, _ingested_at
-from checked
-where reject_reason is null
+select c.time, c.device_id, c.measure_name, c.value, c._ingested_at
+from checked as c
+{% if is_incremental() %}
+where not exists (
+    select 1 from {{ this }} as kept
+    where kept.device_id = c.device_id and kept.measure_name = c.measure_name and kept.time = c.time
+)
+{% endif %}

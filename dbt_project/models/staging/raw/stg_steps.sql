@@ -1,4 +1,6 @@
 -- Steps per minute, one row per sample at the sample's own timestamp.
+-- The first valid delivery of a device and instant wins and stays: a later, different value
+-- never replaces it (stg_rejects records it as a conflicting re-send).
 {{ config(
     materialized='incremental',
     incremental_strategy='merge',
@@ -8,8 +10,13 @@
     indexes=[{'columns': ['device_id', 'time'], 'unique': True}, {'columns': ['_ingested_at']}],
 ) }}
 
+select * from (
 select distinct on (device_id, time)
     time, device_id, value::integer as steps, _ingested_at
 from {{ ref('int_wearable_samples_checked') }}
 where measure_name = 'steps' and reject_reason is null and {{ ingested_since() }}
-order by device_id, time, _ingested_at desc, bucket_id desc, idx desc
+order by device_id, time, _ingested_at, bucket_id, idx) as first_delivery
+{% if is_incremental() %}
+where not exists (select 1 from {{ this }} as kept where kept.device_id = first_delivery.device_id
+                                                     and kept.time = first_delivery.time)
+{% endif %}
