@@ -1,9 +1,37 @@
-"""UCB1 (Auer et al., 2002) over the registered forecast candidates: pure arithmetic, no I/O.
+"""Choosing the forecast model: sliding-window UCB (Garivier & Moulines, 2011) with rewards settled
+per device. Pure arithmetic, no I/O: the forecast cycle (ml.forecasting) and the backtest
+(ml.backtest) feed it the same statistics.
 
-Rewards must lie in [0, 1]. Feedback is delayed (the actuals arrive 15 minutes after a choice),
-so an arm's *plays* count every choice made (rewarded or still pending) while its *mean* uses the
-rewarded plays only; an arm that was played but has no reward yet is scored optimistically with
-the maximum reward 1, which is what UCB1 does for arms it knows nothing about.
+* A round is one issue minute; the chosen arm's forecasts are the ones published.
+* Every arm forecasts every window (the cycle runs them all; it costs milliseconds), and each
+  device's forecasts are scored once *that device's* actuals exist, so every arm's error is
+  observed, not only the chosen one's (full-information feedback). This is what lets the
+  selection drop an arm as soon as its recent errors say so, and what the realised regret
+  against the best arm in hindsight is computed from.
+* Reward of an arm over a set of scored forecasts: ``persistence_error / (arm_error +
+  persistence_error)`` with both errors summed over the same points, in [0, 1]: 0.5 = as good as
+  persistence, 1 = perfect. Summing before dividing keeps it aligned with the MAE it is judged
+  by: a flat night where persistence is exact and a model is off by 1 ppm weighs 1 ppm, not as
+  much as a failed forecast (which a per-forecast ratio would make of it).
+* Non-stationarity: only the forecasts of the last ``window_rounds`` rounds count (sliding window
+  over plays, as in SW-UCB), so what was best last week or last night does not outvote what is
+  best now. Statistics are kept per candidate across its weekly versions (the window forgets the
+  old version soon enough). After the best arm becomes the worst, the choice switches once the
+  window's newer half has spoken: within ``window_rounds / 2 + 15`` rounds (15 = the delay until
+  actuals exist, for a device reporting every minute) when the two arms swap errors (tested).
+* Score of an arm = its reward over the window + ``exploration * sqrt(ln n / N_a)``, with ``N_a``
+  its scored forecasts in the window and ``n`` all arms' (the UCB index). With full information
+  the ``N_a`` are equal, so the bonus only favours an arm that has fewer scores (e.g. one added
+  mid-window).
+* Conservative about the baseline (in the spirit of conservative bandits, Wu et al., 2016): an arm
+  other than persistence is chosen only while it beats persistence over the window with
+  confidence: its summed error is below persistence's by at least ``confidence_z`` standard
+  errors of the per-forecast differences. A model that is better by luck on a handful of windows
+  does not displace persistence, so the selection cannot do worse than persistence for long.
+* An arm without any score in the window is not chosen while another has scores; when none has
+  (the first rounds after the first training), the arms are taken in the order given (best
+  walk-forward validation error first). Ties go to the earlier arm, so a re-run makes the same
+  choice.
 """
 
 from __future__ import annotations
@@ -11,40 +39,70 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+DEFAULT_WINDOW_ROUNDS = 480
+DEFAULT_EXPLORATION = 0.02
+DEFAULT_CONFIDENCE_Z = 1.0
+BASELINE = "persistence"
+
 
 @dataclass(frozen=True)
 class ArmStats:
     name: str
-    plays: int = 0            # choices made, rewarded or pending
-    rewarded: int = 0         # choices whose reward has arrived
-    reward_sum: float = 0.0   # sum of those rewards
+    scored: float = 0.0                  # device forecasts scored in the window
+    abs_error: float = 0.0               # their absolute errors, summed
+    persistence_abs_error: float = 0.0   # persistence's on the same points
+    diff_sq: float = 0.0                 # sum over forecasts of (persistence error - arm error) ** 2
 
     @property
-    def mean_reward(self) -> float:
-        return self.reward_sum / self.rewarded if self.rewarded else 1.0
+    def mean_reward(self) -> float | None:
+        if not self.scored:
+            return None
+        total = self.abs_error + self.persistence_abs_error
+        return self.persistence_abs_error / total if total > 0 else 0.5
+
+    def beats_persistence(self, z: float) -> bool:
+        """Summed error below persistence's by at least z standard errors of the per-forecast
+        differences (exactly lower, when the differences do not vary)."""
+        if not self.scored:
+            return False
+        gain = self.persistence_abs_error - self.abs_error
+        if gain <= 0:
+            return False
+        mean = gain / self.scored
+        variance = max(self.diff_sq / self.scored - mean * mean, 0.0)
+        standard_error = math.sqrt(variance / self.scored)
+        return standard_error == 0 or mean >= z * standard_error
 
 
-def ucb_score(arm: ArmStats, total_plays: int, exploration: float = 2.0) -> float:
-    """mean + sqrt(exploration * ln(N) / n); infinite for an arm never played."""
-    if arm.plays == 0:
-        return math.inf
-    return arm.mean_reward + math.sqrt(exploration * math.log(max(total_plays, 1)) / arm.plays)
+def ucb_score(arm: ArmStats, total_scored: float, exploration: float = DEFAULT_EXPLORATION) -> float | None:
+    """reward + exploration * sqrt(ln(n) / N_a); None for an arm without a score in the window."""
+    if not arm.scored:
+        return None
+    return arm.mean_reward + exploration * math.sqrt(math.log(max(total_scored, 1.0)) / arm.scored)
 
 
-def choose(arms: list[ArmStats], exploration: float = 2.0) -> tuple[int, list[float]]:
-    """Index of the arm to play and every arm's score. Unplayed arms first, in the order given;
-    ties go to the earlier arm so the choice is deterministic (re-runs choose the same)."""
+def choose(arms: list[ArmStats], exploration: float = DEFAULT_EXPLORATION,
+           confidence_z: float | None = DEFAULT_CONFIDENCE_Z) -> tuple[int, list[float | None]]:
+    """Index of the arm to play and every arm's score (None: no score in the window). With
+    ``confidence_z`` set and an arm named persistence among ``arms``, the others must beat it
+    with that confidence to be eligible."""
     if not arms:
-        raise ValueError("UCB1 needs at least one arm")
-    total = sum(a.plays for a in arms)
+        raise ValueError("the selection needs at least one arm")
+    total = sum(a.scored for a in arms)
     scores = [ucb_score(a, total, exploration) for a in arms]
-    best = max(range(len(arms)), key=lambda i: (scores[i], -i))
+    eligible = [i for i, s in enumerate(scores) if s is not None]
+    if not eligible:
+        return 0, scores
+    baseline = next((i for i, a in enumerate(arms) if a.name == BASELINE), None)
+    if confidence_z is not None and baseline in eligible:
+        eligible = [i for i in eligible if i == baseline or arms[i].beats_persistence(confidence_z)]
+    best = max(eligible, key=lambda i: (scores[i], -i))
     return best, scores
 
 
 def reward_from_errors(model_mae: float, persistence_mae: float) -> float:
     """Map a realised error to a reward in [0, 1]: 0.5 = as good as persistence, 1 = perfect,
-    towards 0 = far worse. Scale-free, so devices and weeks with different IAQ levels compare."""
+    towards 0 = far worse. Scale-free, so devices and weeks with different levels compare."""
     if model_mae < 0 or persistence_mae < 0 or math.isnan(model_mae) or math.isnan(persistence_mae):
         raise ValueError(f"errors must be non-negative numbers, got {model_mae!r}, {persistence_mae!r}")
     if model_mae + persistence_mae == 0:

@@ -1,45 +1,28 @@
-"""Training data: windows of the last 60 minutes -> the next 15, per device, from ``stage.iaq_minutely``.
+"""Readings of ``stage.iaq_minutely`` for the forecasting (docs/contracts.md §3).
 
-Only complete windows are used (75 consecutive minutes present: the stage layer interpolates gaps of
-up to 5 minutes and leaves longer gaps out). Train and validation are split at one cut-off time
-common to all devices: a training window ends before the cut-off, a validation window starts at or
-after it, so no minute is seen by both (no leakage).
+Only the observed minutes are read (``is_interpolated = false``): the stage layer fills gaps of at
+most 5 minutes for its own consumers, and the forecasting applies its own rule (ml.series) so
+that an input never contains a minute interpolated towards a reading from after the forecast's
+issue minute, and so that sensors reporting every 5-15 minutes get windows at all.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
-from ml.models import HORIZON_MINUTES, INPUT_MINUTES
+from ml.series import INPUT_MINUTES, Windows, epoch_minutes, from_observations, windows
 
 log = logging.getLogger(__name__)
-WINDOW = INPUT_MINUTES + HORIZON_MINUTES
 
 
-@dataclass
-class Dataset:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    cutoff: pd.Timestamp | None
-    devices: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)   # device -> reason it was left out
-
-    def summary(self) -> dict:
-        return {"train_windows": len(self.x_train), "val_windows": len(self.x_val),
-                "devices": len(self.devices), "devices_skipped": len(self.skipped),
-                "cutoff": None if self.cutoff is None else self.cutoff.isoformat()}
-
-
-def load_iaq_minutely(conn, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
-    """(time, device_id, iaq) ordered by device and time, from ``stage.iaq_minutely``."""
-    sql = "select time, device_id, iaq from stage.iaq_minutely where iaq is not null"
+def load_observations(conn, since: datetime | None = None, until: datetime | None = None,
+                      devices: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{device: (epoch minutes, iaq)}`` of the observed minutes in [since, until), sorted."""
+    sql = "select device_id, time, iaq from stage.iaq_minutely where iaq is not null and not is_interpolated"
     args: list = []
     if since is not None:
         sql += " and time >= %s"
@@ -47,60 +30,61 @@ def load_iaq_minutely(conn, since: datetime | None = None, until: datetime | Non
     if until is not None:
         sql += " and time < %s"
         args.append(until)
+    if devices is not None:
+        sql += " and device_id = any(%s)"
+        args.append(list(devices))
     sql += " order by device_id, time"
     with conn.cursor() as cur:
         cur.execute(sql, args)
         rows = cur.fetchall()
-    df = pd.DataFrame(rows, columns=["time", "device_id", "iaq"])
-    df["time"] = pd.to_datetime(df["time"], utc=True)
-    df["iaq"] = df["iaq"].astype("float64")
-    return df
+    if not rows:
+        return {}
+    df = pd.DataFrame(rows, columns=["device_id", "time", "iaq"])
+    minutes = epoch_minutes(df["time"])
+    values = df["iaq"].to_numpy(dtype=np.float64)
+    codes, names = pd.factorize(df["device_id"], sort=False)
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    out = {}
+    for chunk_minutes, chunk_values, device in zip(np.split(minutes, bounds), np.split(values, bounds), names,
+                                                   strict=True):
+        out[str(device)] = (chunk_minutes, chunk_values)
+    return out
 
 
-def device_windows(times: pd.Series, values: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(window start times, windows of shape (n, 75)) for one device's minute series; windows that
-    cross a gap are dropped."""
-    minute = pd.DatetimeIndex(times).floor("min")
-    if len(minute) < WINDOW:
-        return np.array([], dtype="datetime64[ns]"), np.empty((0, WINDOW))
-    full = pd.date_range(minute.min(), minute.max(), freq="min")
-    dense = pd.Series(values, index=minute).groupby(level=0).mean().reindex(full).to_numpy()
-    if len(dense) < WINDOW:
-        return np.array([], dtype="datetime64[ns]"), np.empty((0, WINDOW))
-    all_windows = np.lib.stride_tricks.sliding_window_view(dense, WINDOW)[::stride]
-    starts = full[: len(dense) - WINDOW + 1][::stride]
-    complete = np.isfinite(all_windows).all(axis=1)
-    return starts[complete].to_numpy(), all_windows[complete]
+def devices_to_train_on(conn, since: datetime, until: datetime, max_windows: int | None,
+                        seed: int = 0) -> tuple[list[str] | None, int]:
+    """(devices to read, devices with readings) for a training. A device yields about one window
+    per reading, and a fit uses at most ``max_windows``: when the span holds more than twice that
+    many readings, devices are drawn at random (seeded: the same ones every run) until it does, so
+    a training never reads 14 days of a whole fleet into memory to use 1 % of it. None: all."""
+    with conn.cursor() as cur:
+        cur.execute("select device_id, count(*) from stage.iaq_minutely where time >= %s and time < %s"
+                    " and not is_interpolated and iaq is not null group by device_id order by device_id",
+                    (since, until))
+        counts = cur.fetchall()
+    if not max_windows or sum(n for _, n in counts) <= 2 * max_windows:
+        return None, len(counts)
+    chosen, total = [], 0
+    for i in np.random.default_rng(seed).permutation(len(counts)):
+        chosen.append(counts[i][0])
+        total += counts[i][1]
+        if total >= 2 * max_windows:
+            break
+    return sorted(chosen), len(counts)
 
 
-def build_dataset(df: pd.DataFrame, val_fraction: float = 0.2, stride: int = 1,
-                  min_windows: int = 60) -> Dataset:
-    """Windows of every device with enough data, split by time at one common cut-off."""
-    if not 0 < val_fraction < 1:
-        raise ValueError("val_fraction must be between 0 and 1")
-    empty = np.empty((0, INPUT_MINUTES)), np.empty((0, HORIZON_MINUTES))
-    if df.empty:
-        return Dataset(*empty, *empty, cutoff=None)
-    t0, t1 = df["time"].min(), df["time"].max()
-    cutoff = (t0 + (t1 - t0) * (1 - val_fraction)).floor("min")
-    train_x, train_y, val_x, val_y, used, skipped = [], [], [], [], [], {}
-    for device_id, part in df.groupby("device_id", sort=True):
-        starts, windows = device_windows(part["time"], part["iaq"].to_numpy(), stride)
-        if len(windows) < min_windows:
-            skipped[device_id] = (f"only {len(windows)} complete {WINDOW}-minute windows "
-                                  f"({len(part)} minutes of data), need {min_windows}")
-            log.info("training data: device %s left out: %s", device_id, skipped[device_id])
+def training_windows(observations: dict[str, tuple[np.ndarray, np.ndarray]], max_gap_minutes: int,
+                     min_windows: int = 60, stride: int = 1) -> tuple[Windows, dict[str, str]]:
+    """Every complete window of every device with at least ``min_windows`` of them, and the devices
+    left out with the reason."""
+    parts, skipped = [], {}
+    for device, (minutes, values) in sorted(observations.items()):
+        w = windows(from_observations(device, minutes, values, max_gap_minutes), stride=stride)
+        w = w.take(np.isfinite(w.y).any(axis=1))
+        if len(w) < min_windows:
+            skipped[device] = (f"only {len(w)} complete windows ({len(minutes)} minutes with readings; a window needs "
+                               f"{INPUT_MINUTES} minutes without a gap over {max_gap_minutes} minutes), "
+                               f"need {min_windows}")
             continue
-        starts = pd.DatetimeIndex(starts, tz="UTC")
-        last_minute = starts + timedelta(minutes=WINDOW - 1)
-        is_train = np.asarray(last_minute < cutoff)
-        is_val = np.asarray(starts >= cutoff)
-        train_x.append(windows[is_train, :INPUT_MINUTES])
-        train_y.append(windows[is_train, INPUT_MINUTES:])
-        val_x.append(windows[is_val, :INPUT_MINUTES])
-        val_y.append(windows[is_val, INPUT_MINUTES:])
-        used.append(device_id)
-    if not used:
-        return Dataset(*empty, *empty, cutoff=cutoff, skipped=skipped)
-    return Dataset(np.concatenate(train_x), np.concatenate(train_y), np.concatenate(val_x),
-                   np.concatenate(val_y), cutoff=cutoff, devices=used, skipped=skipped)
+        parts.append(w)
+    return Windows.concat(parts), skipped

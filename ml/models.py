@@ -1,22 +1,35 @@
-"""The forecast candidates. Every model maps 60 one-minute IAQ values to the next 15 and owns its
+"""The forecast candidates. Every model maps 60 one-minute values to the next 15 and owns its
 normalisation, so MLflow serves it with the signature ``(-1, 60) -> (-1, 15)`` and nothing else.
 
-Normalisation (shared by the learnt models): each window is expressed relative to its last value
-(the persistence forecast) and divided by one scale fitted on the training windows. The models
-therefore learn a *correction to persistence*, which keeps them level-independent across devices.
+Fit for the metric (issue 15): forecasts are scored by MAE, and in flat stretches persistence is
+nearly exact, so a model fitted on squared error loses there (it chases the rare large moves).
+Here every learnt model
+
+* predicts a *correction to persistence*: the target is the future value minus the last value,
+  divided by one scale fitted on the training windows (the mean absolute one-minute change), so
+  a model is independent of a device's level and "no change" is the zero it shrinks towards;
+* is fitted with an MAE-aligned loss: Huber (linear model, MLP) or L1 (LightGBM);
+* accepts targets with gaps (NaN: a minute that neither had a reading nor could be interpolated)
+  and simply leaves them out of its loss.
+
+``damped_trend`` is the classical damped-trend extrapolation (Gardner & McKenzie, 1985): the
+slope over the last ``slope_minutes`` continued with damping ``phi`` per minute. It has no learnt
+weights; its two parameters are chosen by walk-forward validation like every model's
+(ml.tuning).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-INPUT_MINUTES = 60
-HORIZON_MINUTES = 15
+from ml.series import HORIZON_MINUTES, INPUT_MINUTES
 
 try:  # MLflow is only needed to wrap a fitted model; the arithmetic stays importable without it
     from mlflow.pyfunc import PythonModel
 except ImportError:  # pragma: no cover
     PythonModel = object
+
+__all__ = ["CANDIDATES", "HORIZON_MINUTES", "INPUT_MINUTES", "ForecastPyfunc", "Forecaster", "errors_by_horizon"]
 
 
 def _one_blas_thread():
@@ -40,10 +53,27 @@ def _check_input(x) -> np.ndarray:
     return arr
 
 
+_LAGS = (1, 2, 3, 5, 10, 15, 20, 30, 45, 59)       # minutes before the last one
+_SLOPE_SPANS = (1, 3, 5, 10, 15, 30, 59)
+
+
+def window_features(xn: np.ndarray) -> np.ndarray:
+    """Summaries of windows already made relative to their last value (and scaled): selected lags,
+    slopes over several spans, a curvature, and the level, spread and range of the hour."""
+    last = xn[:, -1]
+    lags = xn[:, [-1 - k for k in _LAGS]]
+    slopes = np.column_stack([(last - xn[:, -1 - k]) / k for k in _SLOPE_SPANS])
+    curvature = last - 2 * xn[:, -8] + xn[:, -15]
+    return np.column_stack([lags, slopes, curvature, xn.mean(axis=1), xn.std(axis=1),
+                            xn.max(axis=1), xn.min(axis=1)])
+
+
 class Forecaster:
-    """Base: ``fit(X, Y)`` / ``predict(X)`` on arrays of shape (n, 60) and (n, 15)."""
+    """Base: ``fit(X, Y)`` / ``predict(X)`` on arrays of shape (n, 60) and (n, 15); Y may hold NaN."""
 
     name = "base"
+    #: parameter sets tried by walk-forward validation (ml.tuning); the first is the default
+    param_grid: tuple[dict, ...] = ({},)
 
     def __init__(self, **params):
         self.params = params
@@ -51,10 +81,9 @@ class Forecaster:
 
     # normalisation owned by the model
     def _fit_scale(self, x: np.ndarray) -> None:
-        diffs = np.diff(x, axis=1)
-        self.scale_ = float(np.std(diffs)) or 1.0
+        self.scale_ = float(np.abs(np.diff(x, axis=1)).mean()) or 1.0
 
-    def _features(self, x: np.ndarray) -> np.ndarray:
+    def _relative(self, x: np.ndarray) -> np.ndarray:
         return (x - x[:, -1:]) / self.scale_
 
     def _target(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -72,14 +101,16 @@ class Forecaster:
         y = np.asarray(y, dtype=np.float64)
         if y.shape != (len(x), HORIZON_MINUTES):
             raise ValueError(f"expected targets of shape ({len(x)}, {HORIZON_MINUTES}), got {y.shape}")
+        if len(x) == 0:
+            raise ValueError("no training windows")
         self._fit_scale(x)
-        self._fit(self._features(x), self._target(x, y))
+        self._fit(self._relative(x), self._target(x, y))
         return self
 
     def predict(self, x) -> np.ndarray:
         x = _check_input(x)
         with _one_blas_thread():
-            return self._untarget(x, self._predict(self._features(x)))
+            return self._untarget(x, self._predict(self._relative(x)))
 
     def _fit(self, xn: np.ndarray, yn: np.ndarray) -> None:
         raise NotImplementedError
@@ -100,74 +131,135 @@ class Persistence(Forecaster):
         return np.zeros((len(xn), HORIZON_MINUTES))
 
 
-class RidgeAR(Forecaster):
-    """Linear autoregression: ridge regression of the 15 future deltas on the 60 lags."""
+class DampedTrend(Forecaster):
+    """Damped trend: last value + slope * (phi + phi^2 + ... + phi^h), the slope taken over the last
+    ``slope_minutes``. phi = 0 is persistence, phi = 1 a straight line."""
 
-    name = "ridge"
+    name = "damped_trend"
+    param_grid = tuple({"slope_minutes": k, "phi": phi} for k in (10, 5, 20, 30) for phi in (0.9, 0.8, 0.95, 0.98))
 
     def _fit(self, xn, yn):
-        from sklearn.linear_model import Ridge
-
-        self.model_ = Ridge(alpha=self.params.get("alpha", 1.0)).fit(xn, yn)
+        pass
 
     def _predict(self, xn):
-        return self.model_.predict(xn)
+        k = int(self.params.get("slope_minutes", 10))
+        phi = float(self.params.get("phi", 0.9))
+        slope = -xn[:, -1 - k] / k            # xn is relative to the last value (xn[:, -1] == 0)
+        return slope[:, None] * np.cumsum(phi ** np.arange(1, HORIZON_MINUTES + 1))[None, :]
 
 
-def _summary_features(xn: np.ndarray) -> np.ndarray:
-    """Lags plus a few window summaries that trees cannot build from raw lags themselves."""
-    slopes = [(xn[:, -1] - xn[:, -k - 1]) / k for k in (1, 5, 15, 30, 59)]
-    return np.column_stack([xn, *slopes, xn.mean(axis=1), xn.std(axis=1)])
+def _huber_irls(a: np.ndarray, b: np.ndarray, alpha: float, iterations: int = 12) -> np.ndarray:
+    """Ridge-penalised Huber regression of b on a (last column of a = intercept, not penalised) by
+    iteratively reweighted least squares; the Huber threshold is 1.345 robust standard deviations
+    of the current residuals (the usual 95 %-efficiency choice)."""
+    penalty = alpha * np.eye(a.shape[1])
+    penalty[-1, -1] = 0.0
+    w = np.ones(len(b))
+    beta = np.zeros(a.shape[1])
+    for _ in range(iterations):
+        aw = a * w[:, None]
+        beta = np.linalg.solve(a.T @ aw + penalty, aw.T @ b)
+        r = np.abs(b - a @ beta)
+        delta = max(1.345 * 1.4826 * float(np.median(r)), 1e-3)
+        w = np.where(r <= delta, 1.0, delta / np.maximum(r, 1e-12))
+    return beta
+
+
+class RidgeAR(Forecaster):
+    """Linear autoregression on the window's summaries, one per horizon, fitted with Huber loss and
+    a ridge penalty (IRLS)."""
+
+    name = "ridge"
+    param_grid = ({"alpha": 1.0}, {"alpha": 30.0})
+
+    def _design(self, xn):
+        f = (window_features(xn) - self.mean_) / self.std_
+        return np.column_stack([f, np.ones(len(f))])
+
+    def _fit(self, xn, yn):
+        f = window_features(xn)
+        self.mean_, self.std_ = f.mean(axis=0), f.std(axis=0) + 1e-9
+        a = self._design(xn)
+        alpha = float(self.params.get("alpha", 1.0))
+        coef = []
+        for h in range(HORIZON_MINUTES):
+            ok = np.isfinite(yn[:, h])
+            coef.append(_huber_irls(a[ok], yn[ok, h], alpha) if ok.any() else np.zeros(a.shape[1]))
+        self.coef_ = np.column_stack(coef)
+
+    def _predict(self, xn):
+        return self._design(xn) @ self.coef_
 
 
 class LightGBMDirect(Forecaster):
-    """LightGBM, direct multi-horizon: one booster per horizon on lags and window summaries."""
+    """LightGBM, direct multi-horizon: one booster per horizon on the window summaries, L1 loss."""
 
     name = "lightgbm"
+    param_grid = ({"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 50},
+                  {"n_estimators": 300, "learning_rate": 0.03, "num_leaves": 7, "min_child_samples": 100})
 
     def _fit(self, xn, yn):
         import lightgbm as lgb
 
-        feats = _summary_features(xn)
-        self.models_ = [
-            lgb.LGBMRegressor(
+        feats = window_features(xn)
+        self.models_ = []
+        for h in range(HORIZON_MINUTES):
+            ok = np.isfinite(yn[:, h])
+            self.models_.append(lgb.LGBMRegressor(
+                objective=self.params.get("objective", "l1"),
                 n_estimators=self.params.get("n_estimators", 200),
                 learning_rate=self.params.get("learning_rate", 0.05),
                 num_leaves=self.params.get("num_leaves", 15),
-                min_child_samples=self.params.get("min_child_samples", 20),
+                min_child_samples=self.params.get("min_child_samples", 50),
                 subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
                 n_jobs=self.params.get("n_jobs", 1), verbose=-1,
                 random_state=self.params.get("random_state", 0),
-            ).fit(feats, yn[:, h])
-            for h in range(HORIZON_MINUTES)
-        ]
+            ).fit(feats[ok], yn[ok, h]))
 
     def _predict(self, xn):
-        feats = _summary_features(xn)
+        feats = window_features(xn)
         return np.column_stack([m.predict(feats) for m in self.models_])
 
 
 class MLP(Forecaster):
-    """A small scikit-learn multi-layer perceptron, all 15 horizons at once."""
+    """A small scikit-learn multi-layer perceptron, all 15 horizons at once. Each horizon's target
+    is divided by its own spread, so the near horizons (small changes) weigh as much in the loss
+    as the far ones. scikit-learn's MLP has only a squared loss; a Huber fit is obtained by
+    reweighting (IRLS): after a first fit, windows with large residuals get weight delta / |r| and
+    the network is refitted from where it stopped."""
 
     name = "mlp"
+    param_grid = ({"hidden_layer_sizes": [32, 16], "alpha": 1e-3}, {"hidden_layer_sizes": [64, 32], "alpha": 1e-2})
 
     def _fit(self, xn, yn):
         from sklearn.neural_network import MLPRegressor
 
+        ok = np.isfinite(yn).all(axis=1)
+        f = window_features(xn[ok])
+        self.mean_, self.std_ = f.mean(axis=0), f.std(axis=0) + 1e-9
+        f = (f - self.mean_) / self.std_
+        self.target_scale_ = np.abs(yn[ok]).mean(axis=0) + 1e-9
+        target = yn[ok] / self.target_scale_
         self.model_ = MLPRegressor(
-            hidden_layer_sizes=tuple(self.params.get("hidden_layer_sizes", (64, 32))),
+            hidden_layer_sizes=tuple(self.params.get("hidden_layer_sizes", (32, 16))),
             alpha=self.params.get("alpha", 1e-3),
             max_iter=self.params.get("max_iter", 200),
             early_stopping=True, random_state=self.params.get("random_state", 0),
-        ).fit(xn, yn)
+        )
+        self.model_.fit(f, target)
+        for _ in range(int(self.params.get("huber_rounds", 1))):
+            r = np.abs(self.model_.predict(f) - target).mean(axis=1)
+            delta = max(1.345 * 1.4826 * float(np.median(r)), 1e-3)
+            weight = np.where(r <= delta, 1.0, delta / np.maximum(r, 1e-12))
+            self.model_.set_params(warm_start=True)
+            self.model_.fit(f, target, sample_weight=weight)
 
     def _predict(self, xn):
-        return self.model_.predict(xn)
+        return self.model_.predict((window_features(xn) - self.mean_) / self.std_) * self.target_scale_
 
 
 CANDIDATES: dict[str, type[Forecaster]] = {
-    c.name: c for c in (Persistence, RidgeAR, LightGBMDirect, MLP)
+    c.name: c for c in (Persistence, DampedTrend, RidgeAR, LightGBMDirect, MLP)
 }
 
 
@@ -182,7 +274,14 @@ class ForecastPyfunc(PythonModel):
         return self.forecaster.predict(values)
 
 
-def errors_by_horizon(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(MAE per horizon, RMSE per horizon), each of length 15."""
-    err = np.asarray(y_pred) - np.asarray(y_true)
-    return np.abs(err).mean(axis=0), np.sqrt((err ** 2).mean(axis=0))
+def errors_by_horizon(y_true: np.ndarray, y_pred: np.ndarray, scored: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(MAE per horizon, RMSE per horizon), each of length 15, over the scored points (default: the
+    finite targets)."""
+    err = np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
+    mask = np.isfinite(err) if scored is None else (np.asarray(scored, dtype=bool) & np.isfinite(err))
+    n = mask.sum(axis=0)
+    a = np.where(mask, np.abs(err), 0.0).sum(axis=0)
+    s = np.where(mask, err ** 2, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return a / n, np.sqrt(s / n)

@@ -33,10 +33,13 @@ create table if not exists ml.model_candidates (
     train_windows     int,
     val_windows       int,
     is_current        boolean not null default true,
+    params            jsonb,
+    fold_days         text[],
     primary key (registered_model, model_version)
 );
 comment on table ml.model_candidates is
-    'Every registered forecast model version with its validation error; is_current marks the bandit arms';
+    'Every registered forecast model version with its walk-forward validation error (over fold_days) and'
+    ' chosen parameters; is_current marks the arms of the selection';
 
 create table if not exists ml.model_selections (
     issue_minute    timestamptz primary key,
@@ -52,7 +55,36 @@ create table if not exists ml.model_selections (
     note            text
 );
 comment on table ml.model_selections is
-    'UCB1 history: one choice per forecast minute, its reward once the actuals arrived';
+    'One choice per forecast round (issue minute) with every arm''s score; reward, model_mae, persistence_mae,'
+    ' n_points: the chosen arm over the device forecasts settled so far (each device settles when its actuals exist)';
+
+create table if not exists ml.arm_forecasts (
+    issue_minute  timestamptz not null,
+    device_id     text not null,
+    arm           text not null,
+    model_version text not null,
+    issued_at     timestamptz not null,
+    forecast      double precision[] not null,
+    primary key (issue_minute, device_id, arm)
+);
+comment on table ml.arm_forecasts is
+    'Every arm''s forecast of a round, kept until that device''s actuals exist and it is scored into ml.arm_scores';
+
+create table if not exists ml.arm_scores (
+    issue_minute    timestamptz not null,
+    arm             text not null,
+    model_version   text not null,
+    devices         int not null default 0,
+    reward_sum      double precision not null default 0,
+    abs_error_sum   double precision not null default 0,
+    points          int not null default 0,
+    diff_sq_sum     double precision not null default 0,
+    primary key (issue_minute, arm, model_version)
+);
+comment on table ml.arm_scores is
+    'Realised error of every arm per round, summed over the device forecasts settled so far: the selection''s'
+    ' statistics and (with the chosen arm of ml.model_selections) its regret. diff_sq_sum: sum over device'
+    ' forecasts of (persistence error - arm error)^2, for the confidence of beating persistence';
 
 create table if not exists ml.forecast_runs (
     issue_minute      timestamptz primary key,
@@ -63,11 +95,17 @@ create table if not exists ml.forecast_runs (
     skipped           jsonb,
     rows_written      int,
     rewards_settled   int,
+    rewards_expired   int,
     seconds           jsonb,
     started_at        timestamptz,
     finished_at       timestamptz
 );
 comment on table ml.forecast_runs is 'One row per forecast cycle: what ran, what was skipped and why, timings';
+
+-- columns added after the first release (issue 15): existing installs get them here
+alter table ml.model_candidates add column if not exists params jsonb;
+alter table ml.model_candidates add column if not exists fold_days text[];
+alter table ml.forecast_runs add column if not exists rewards_expired int;
 """
 
 _HYPERTABLE = "select create_hypertable('ml.predictions', 'time', if_not_exists => true, migrate_data => true)"

@@ -14,7 +14,7 @@ import click
 @click.option("--staleness-minutes", type=int, default=10, show_default=True,
               help="skip devices whose latest reading is older than this")
 def command(issue_time: datetime | None, staleness_minutes: int) -> None:
-    """Choose a model (UCB1) and write the next 15 minutes of IAQ per active device to ml.predictions."""
+    """Choose a model (sliding-window UCB) and write the next 15 minutes of IAQ per active device to ml.predictions."""
     from datetime import UTC
 
     from ml.forecasting import NoTrainedModels, run_forecast

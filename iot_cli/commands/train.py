@@ -9,11 +9,11 @@ import click
 
 
 @click.command("train")
-@click.option("--days", type=float, default=7, show_default=True, help="days of stage.iaq_minutely to train on")
+@click.option("--days", type=float, default=None, help="days of stage.iaq_minutely to train on (default FORECAST_TRAINING_DAYS)")
 @click.option("--stride", type=int, default=1, show_default=True, help="minutes between training windows")
 @click.option("--candidate", "candidates", multiple=True, help="train only these (persistence always included)")
 @click.option("--model-params", default="{}", help='per-candidate overrides as JSON, e.g. \'{"mlp": {"max_iter": 50}}\'')
-def command(days: float, stride: int, candidates: tuple[str, ...], model_params: str) -> None:
+def command(days: float | None, stride: int, candidates: tuple[str, ...], model_params: str) -> None:
     """Train the IAQ forecast candidates and register a version of each in MLflow."""
     from ml.training import NotEnoughData, train_candidates
 

@@ -29,6 +29,19 @@ def synthetic_iaq(devices: int, minutes: int, end: datetime, seed: int = 0) -> l
     return rows
 
 
+def sparse_iaq(device: str, minutes: int, end: datetime, every: tuple[int, ...] = (5, 10, 15), seed: int = 1
+               ) -> list[tuple]:
+    """A sensor that reports every 5-15 minutes (like a LoRaWAN CO2 sensor): readings only, no
+    filled-in minutes (stage interpolates gaps of at most 5 minutes; longer ones stay empty)."""
+    rng = np.random.default_rng(seed)
+    back, t = [], 0                       # minutes before `end`: the newest reading is at `end`
+    while t < minutes:
+        back.append(t)
+        t += int(rng.choice(every))
+    return [(end - timedelta(minutes=b), device,
+             float(420 + 40 * np.sin((minutes - b) / 90) + rng.normal(0, 2)), False) for b in reversed(back)]
+
+
 def reset_iaq_minutely(rows: list[tuple]) -> None:
     """Replace ``stage.iaq_minutely`` by ``rows`` (time, device_id, iaq, is_interpolated)."""
     with pg_connect("transformer") as conn, conn.cursor() as cur:
@@ -46,10 +59,19 @@ def reset_iaq_minutely(rows: list[tuple]) -> None:
                 copy.write_row(row)
 
 
+def add_iaq_minutely(rows: list[tuple]) -> None:
+    """Readings arriving late (a lagging device catching up)."""
+    with pg_connect("transformer") as conn, conn.cursor() as cur, \
+            cur.copy("copy stage.iaq_minutely (time, device_id, iaq, is_interpolated) from stdin") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def reset_ml_tables() -> None:
     from ml.schema import ensure_schema
 
     with pg_connect("transformer") as conn:
         ensure_schema(conn)
-        conn.execute("truncate ml.predictions, ml.model_candidates, ml.model_selections, ml.forecast_runs")
+        conn.execute("truncate ml.predictions, ml.model_candidates, ml.model_selections, ml.forecast_runs,"
+                     " ml.arm_forecasts, ml.arm_scores")
         conn.commit()

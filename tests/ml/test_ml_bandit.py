@@ -1,4 +1,6 @@
-"""UCB1 arithmetic (ml.bandit): pure functions, no services."""
+"""The model selection (ml.bandit) and its replay (ml.backtest.select_replay): pure arithmetic.
+
+The same rule runs in production through SQL statistics (test_ml_selection_db.py)."""
 
 from __future__ import annotations
 
@@ -7,47 +9,27 @@ import math
 import numpy as np
 import pytest
 
+from ml.backtest import select_replay, settle_minutes
 from ml.bandit import ArmStats, choose, reward_from_errors, ucb_score
+from ml.series import HORIZON_MINUTES, Windows
+
+NAMES = ["persistence", "a", "b"]
 
 
-def test_unplayed_arms_are_tried_first_in_order():
-    arms = [ArmStats("a", plays=5, rewarded=5, reward_sum=4.9), ArmStats("b"), ArmStats("c")]
-    index, scores = choose(arms)
-    assert index == 1 and math.isinf(scores[1]) and math.isinf(scores[2])
-    arms[1] = ArmStats("b", plays=1, rewarded=1, reward_sum=0.0)
-    assert choose(arms)[0] == 2
+def _rounds(n: int, device: str = "d", start: int = 1_000_000) -> Windows:
+    t0 = start + np.arange(n, dtype=np.int64)
+    return Windows(np.full(n, device, dtype=object), t0, np.zeros((n, 60)), np.zeros((n, HORIZON_MINUTES)),
+                   np.ones((n, HORIZON_MINUTES), dtype=bool))
 
 
-def test_score_is_mean_plus_exploration_bonus():
-    arm = ArmStats("a", plays=4, rewarded=4, reward_sum=2.0)
-    assert ucb_score(arm, total_plays=16) == pytest.approx(0.5 + math.sqrt(2 * math.log(16) / 4))
+def _errors(per_round: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.repeat(v[:, None], HORIZON_MINUTES, axis=1) for k, v in per_round.items()}
 
 
-def test_pending_plays_count_for_exploration_and_score_optimistically():
-    # played twice, no reward yet: mean is the optimistic 1, bonus uses the 2 plays
-    pending = ArmStats("p", plays=2, rewarded=0, reward_sum=0.0)
-    assert ucb_score(pending, 10) == pytest.approx(1 + math.sqrt(2 * math.log(10) / 2))
-
-
-def test_ties_go_to_the_earlier_arm_so_reruns_choose_the_same():
-    arms = [ArmStats("a", 3, 3, 1.5), ArmStats("b", 3, 3, 1.5)]
-    assert choose(arms)[0] == 0
-    with pytest.raises(ValueError):
-        choose([])
-
-
-def test_converges_to_the_best_arm_on_a_synthetic_bandit():
-    rng = np.random.default_rng(7)
-    means = [0.45, 0.5, 0.7, 0.55]          # arm 2 is best
-    plays, sums = [0] * 4, [0.0] * 4
-    for _ in range(3000):
-        arms = [ArmStats(str(i), plays[i], plays[i], sums[i]) for i in range(4)]
-        i, _ = choose(arms)
-        plays[i] += 1
-        sums[i] += float(rng.random() < means[i])
-    assert max(range(4), key=plays.__getitem__) == 2
-    assert plays[2] / sum(plays) > 0.7
-    assert min(plays) > 0   # every arm was explored
+def _replay(w, errors, window, validation=(1.0, 0.5, 0.9)):
+    settle = settle_minutes(w, {d: np.unique(w.t0[w.device == d]) for d in np.unique(w.device)})
+    chosen = select_replay(_errors(errors), w.t0, NAMES, list(validation), settle, window)
+    return np.array(NAMES)[chosen]
 
 
 def test_reward_is_relative_to_persistence():
@@ -57,3 +39,76 @@ def test_reward_is_relative_to_persistence():
     assert reward_from_errors(1.0, 3.0) > reward_from_errors(3.0, 3.0) > reward_from_errors(9.0, 3.0) > 0
     with pytest.raises(ValueError):
         reward_from_errors(float("nan"), 1.0)
+
+
+def test_choice_is_the_best_pooled_reward_of_the_window_and_unscored_arms_wait():
+    arms = [ArmStats("p", 10, 5.0, 5.0), ArmStats("a", 10, 4.0, 6.0), ArmStats("b")]
+    index, scores = choose(arms)
+    assert index == 1 and scores[2] is None and arms[0].mean_reward == 0.5
+    assert ucb_score(arms[1], 20, 0.1) == pytest.approx(0.6 + 0.1 * math.sqrt(math.log(20) / 10))
+    assert choose([ArmStats("x"), ArmStats("y")])[0] == 0          # nothing scored: the order given
+    assert choose([ArmStats("x", 3, 1.5, 1.5), ArmStats("y", 3, 1.5, 1.5)])[0] == 0   # ties: the earlier arm
+    assert ArmStats("z", 4, 0.0, 0.0).mean_reward == 0.5          # both exact
+
+
+def test_errors_are_pooled_before_the_ratio():
+    """A flat night: persistence exact, the model off by 1 on 9 forecasts; a moving hour: model off
+    by 2 where persistence is off by 30. Per-forecast ratios would average to 0.05 (the night
+    dominates); pooled, the model's reward is 30 / (11 + 30) = 0.73, as its MAE says."""
+    night = [(1.0, 0.0)] * 9
+    day = [(2.0, 30.0)]
+    per_forecast = np.mean([reward_from_errors(m, p) for m, p in night + day])
+    pooled = ArmStats("m", 10, sum(m for m, _ in night + day), sum(p for _, p in night + day)).mean_reward
+    assert per_forecast < 0.1 and pooled == pytest.approx(30 / 41)
+    with pytest.raises(ValueError):
+        choose([])
+
+
+@pytest.mark.parametrize("window", [60, 240])
+def test_after_a_regime_change_the_choice_switches_within_half_a_window_plus_the_delay(window):
+    """Arm a is best (error 0.5 against persistence's 1.0), b worst (1.5); at round 1,000 they swap.
+    Stated bound: the selection moves to b within window/2 + 15 + 1 rounds (15 = until actuals
+    exist) and never falls back to a afterwards."""
+    n, change = 2000, 1000
+    before = np.arange(n) < change
+    errors = {"persistence": np.ones(n), "a": np.where(before, 0.5, 1.5), "b": np.where(before, 1.5, 0.5)}
+    chosen = _replay(_rounds(n), errors, window)
+    assert (chosen[16:change] == "a").all()                 # settled from round 16 on: a, the best
+    switched = change + np.flatnonzero(chosen[change:] == "b")[0]
+    assert switched - change <= window // 2 + HORIZON_MINUTES + 1, switched - change
+    assert (chosen[switched:] == "b").all()
+
+
+def test_when_every_model_turns_bad_persistence_takes_over():
+    """The selection cannot do worse than persistence for long: both models get worse than it at
+    round 500, persistence is chosen within 0.6 window + 15 rounds and stays."""
+    n, change, window = 1500, 500, 240
+    before = np.arange(n) < change
+    errors = {"persistence": np.ones(n), "a": np.where(before, 0.5, 3.0), "b": np.where(before, 0.8, 2.0)}
+    chosen = _replay(_rounds(n), errors, window)
+    took_over = change + np.flatnonzero(chosen[change:] == "persistence")[0]
+    assert took_over - change <= 0.6 * window + HORIZON_MINUTES
+    assert (chosen[took_over:] == "persistence").all()
+
+
+def test_persistence_wins_when_it_is_the_best_arm():
+    """Noisy rewards, persistence best on average; validation favoured arm a, so a opens. Once
+    rewards settle (round 16) persistence is chosen in at least 95 % of the rounds."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    errors = {"persistence": np.abs(rng.normal(1.0, 0.3, n)), "a": np.abs(rng.normal(1.2, 0.4, n)),
+              "b": np.abs(rng.normal(1.4, 0.4, n))}
+    chosen = _replay(_rounds(n), errors, 240)
+    assert (chosen[:16] == "a").all()
+    assert (chosen[16:] == "persistence").mean() >= 0.95
+
+
+def test_a_lagging_device_settles_when_its_own_actuals_exist():
+    """Device 'late' reports every 30 minutes: its forecast from t0 settles at its first reading at
+    or after t0 + 15, not at t0 + 15 (when its actuals do not exist yet)."""
+    w = Windows.concat([_rounds(60, "fast"), _rounds(3, "late")])
+    late = w.device == "late"
+    w.t0[late] = 1_000_000 + np.array([0, 30, 60])
+    settle = settle_minutes(w, {"fast": w.t0[~late], "late": w.t0[late]})
+    assert (settle[~late][:45] == w.t0[~late][:45] + 15).all()
+    assert settle[late].tolist() == [1_000_030, 1_000_060, 1_000_075]   # the last: nothing later, t0 + 15

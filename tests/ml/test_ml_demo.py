@@ -21,9 +21,11 @@ def test_demo_prints_the_summary_and_saves_a_plot(platform, mlflow_backend):
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = result.output
     assert "rows per layer" in out and "stage" in out and "ml" in out
-    for name in ("persistence", "ridge", "lightgbm", "mlp"):
+    for name in ("persistence", "damped_trend", "ridge", "lightgbm", "mlp"):
         assert name in out
-    assert "champion (UCB1's current choice):" in out and "unknown" not in out.split("champion")[1].split("\n")[0]
+    assert "walk-forward validation" in out and "regret" in out
+    assert "champion (the selection's current choice):" in out
+    assert "unknown" not in out.split("champion")[1].split("\n")[0]
     assert "iaq~15" in out
     png = mlflow_backend.local_dir / "demo"
     files = list(png.glob("forecast_*.png"))
