@@ -1,11 +1,16 @@
 """FastAPI app of seed 000 (DESIGN §7): sensor data, sensors, predictions, CSV export, device PUT.
 
 Run: ``uvicorn api.app:app --port $API_PORT`` (started by ``make up``). Every endpoint needs an
-``x-api-key`` header holding a key created with ``iot api-key create NAME``.
+``x-api-key`` header holding a key created with ``iot api-key create NAME``, except ``/health``
+and the API docs (``/docs``, ``/redoc``, served from local files). What a request passes before
+its body is read (control characters, body size, the key) is in ``api.guard``; the error
+answers (503 while a database is away) and their OpenAPI entries in ``api.errors``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
@@ -13,27 +18,34 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, field_validator
+from bson import json_util
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, Security
+from fastapi.responses import StreamingResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
-from api import keys
+from api import docs, errors, health
 from api.envelope import BadToken, decode_token, envelope
+from api.guard import KEY_HEADER, RequestGuard
+from dlt_pipelines import contract
 from exports import sensor_csv
 from iot_core.connections import mongo_client, mongo_db, pg_connect
+from iot_core.contract import MAX_IDENTIFIER_LENGTH, MEASURE_NAMES, MEASURES, TIMESTAMP_FORMATS
+from iot_core.timestamps import iso_utc
 
-READINGS_ORDER = sensor_csv.MEASURES
 MAX_PAGE = 10_000
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.mongo = mongo_client()
-    yield
-    app.state.mongo.close()
+    # a PUT or a health probe while MongoDB is away answers 503 after this long, not 30 s
+    client = mongo_client(serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+    app.state.mongo = client  # older code's handle; requests use request.state.mongo
+    # lifespan state: each server (or test client) running this app has its own client, so one
+    # shutting down never closes the client another is serving with
+    yield {"mongo": client}
+    client.close()
 
 
 app = FastAPI(
@@ -42,41 +54,42 @@ app = FastAPI(
                 "Send your key in the `x-api-key` header.",
     version="1.0.0",
     lifespan=lifespan,
+    docs_url=None,
+    redoc_url=None,
 )
+app.add_middleware(RequestGuard)
+errors.install_error_handlers(app)
+docs.install_docs(app)
+app.include_router(health.router)
 
 
-def _json_safe(value):
-    """Validation errors echo the input; NaN/Infinity would make that response itself fail."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+def _openapi() -> dict:
+    if app.openapi_schema is None:
+        errors.document_responses(app)  # here, so routers included after this module's code count too
+    return FastAPI.openapi(app)
 
 
-@app.exception_handler(RequestValidationError)
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+app.openapi = _openapi
 
 
 # ------------------------------------------------------------------ dependencies
-def db() -> Iterator[psycopg.Connection]:
+def db(request: Request) -> Iterator[psycopg.Connection]:
+    """The connection the request guard opened for the key check, else a new one."""
+    conn = getattr(request.state, "pg", None)
+    if conn is not None:
+        yield conn
+        return
     with pg_connect("api", autocommit=True) as conn:
         yield conn
 
 
-def require_key(conn: Annotated[psycopg.Connection, Depends(db)],
-                x_api_key: Annotated[str | None, Header()] = None) -> psycopg.Connection:
-    if not x_api_key:
-        raise HTTPException(401, "missing x-api-key header")
-    try:
-        valid = keys.is_valid(x_api_key, conn)
-    except psycopg.errors.UndefinedTable:
-        valid = False  # no key was ever created
-    if not valid:
-        raise HTTPException(403, "invalid or revoked API key")
+def require_key(request: Request, conn: Annotated[psycopg.Connection, Depends(db)],
+                _key: Annotated[str | None, Security(APIKeyHeader(name=KEY_HEADER, auto_error=False))] = None,
+                ) -> psycopg.Connection:
+    """The key was checked by the request guard before the body was read; this dependency marks
+    the endpoint as needing it (OpenAPI ``security``) and refuses if the guard did not run."""
+    if not getattr(request.state, "api_key_checked", False):
+        raise HTTPException(401, f"missing {KEY_HEADER} header")
     return conn
 
 
@@ -107,11 +120,8 @@ def _position(token: str | None) -> dict:
 
 
 def _query(conn: psycopg.Connection, sql: str, params: dict) -> list[tuple]:
-    try:
-        return conn.execute(sql, params).fetchall()
-    except psycopg.errors.UndefinedTable as e:
-        raise HTTPException(503, f"the warehouse is not built yet ({e.diag.message_primary}); "
-                                 "run the extract and transform DAGs first") from e
+    # a missing table answers 503 "not built yet", an unreachable server 503 (api.errors)
+    return conn.execute(sql, params).fetchall()
 
 
 FromQ = Annotated[float, Query(alias="from", description="start, unix seconds (UTC)")]
@@ -188,7 +198,15 @@ def get_sensors(conn: Conn, limit: LimitQ = 1000, next_token: TokenQ = None) -> 
                     pages_consumed=int(pos.get("n", 0)) + 1, next_position=nxt)
 
 
-@app.get("/sensorsdata/export", summary="CSV export: one row per device and time, one column per measure")
+class CSVResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
+@app.get("/sensorsdata/export", summary="CSV export: one row per device and time, one column per measure",
+         response_class=CSVResponse,
+         responses={200: {"description": "the wide CSV (header time,deviceId,<measures>); text cells that a "
+                                         "spreadsheet would run as a formula start with a quote (docs/exports.md)",
+                          "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def export_csv(conn: Conn, from_: FromQ, to: ToQ, device: Annotated[str | None, Query()] = None) -> StreamingResponse:
     start, end = _window(from_, to)
     _query(conn, f"select 1 from {sensor_csv.SOURCE_TABLE} limit 0", {})  # 503 before streaming starts
@@ -196,59 +214,131 @@ def export_csv(conn: Conn, from_: FromQ, to: ToQ, device: Annotated[str | None, 
     # its own connection: the request's one is released when the handler returns.
     chunks = sensor_csv.csv_chunks(start, end + timedelta(microseconds=1), device)
     name = f"sensorsdata_{start:%Y%m%d}_{end:%Y%m%d}.csv"
-    return StreamingResponse(chunks, media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return CSVResponse(chunks, media_type="text/csv; charset=utf-8",
+                       headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+Reading = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
 
 
 class DevicePayload(BaseModel):
-    """The device payload of seed 000."""
+    """The device payload of seed 000. Shapes and JSON types are checked here; everything else
+    (device registered and of the right kind, timestamp format and range, value ranges) by the
+    extract's own contract code (dlt_pipelines.contract), so 201 means the reading reaches raw."""
 
-    devid: str = Field(min_length=1, max_length=128)
-    ts: str = Field(description="time of the measure: ISO-8601 (with offset) or unix seconds")
-    readings: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
-        min_length=7, max_length=7, description="iaq, temperature, humidity, pressure, voc, co2, iaq_accuracy")
+    devid: StrictStr = Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH,
+                             description="device id, registered in the devices collection")
+    ts: StrictStr | StrictInt | StrictFloat = Field(
+        description="time of the measure: " + "; ".join(
+            v for k, v in TIMESTAMP_FORMATS.items() if k != "bson_datetime")
+        + ". Without an offset it is refused unless DEVICE_TIMEZONE is set. Stored normalised to "
+          "ISO 8601 UTC; the value as sent is kept in ts_sent.")
+    readings: list[Reading] = Field(
+        min_length=len(MEASURES), max_length=len(MEASURES),
+        description="the measures in this order: " + ", ".join(f"{m.name} ({m.unit}, {m.minimum:g} to {m.maximum:g})"
+                                                              for m in MEASURES))
 
-    @field_validator("ts")
-    @classmethod
-    def ts_parses(cls, v: str) -> str:
-        parse_device_ts(v)
-        return v
+
+def _refused(bad: contract.BadDocument) -> HTTPException:
+    return HTTPException(422, {"kind": bad.kind, "reason": str(bad),
+                               "message": "the extract would quarantine this reading: not stored"})
 
 
-def parse_device_ts(value: str) -> datetime:
-    """A device timestamp as UTC; naive ISO times are taken as UTC. Raises ValueError with the reason."""
-    text = value.strip()
+def _device_registry(db, devid: str) -> dict[str, str | None]:
+    """The registry entry of one device as the extract sees the registry (pipeline.known_device_ids)."""
+    found = db["devices"].find_one({"_id": devid}, {"kind": 1})
+    if found is None:
+        return {}
+    return {devid: found.get("kind") if isinstance(found.get("kind"), str) else None}
+
+
+def _reading_id(devid: str, moment: datetime) -> str:
+    """The deterministic _id of the generators' scheme (whole seconds), milliseconds when there are any."""
+    seconds, micros = divmod((moment - _EPOCH) // timedelta(microseconds=1), 1_000_000)
+    return f"aq:{devid}:{seconds}" if micros == 0 else f"aq:{devid}:{seconds}.{micros // 1000:03d}"
+
+
+def _same_reading(stored: dict, doc: dict, ctx: contract.Context) -> bool:
+    """Whether a stored document is the same reading (same device, instant and values)."""
     try:
-        moment = datetime.fromtimestamp(float(text), tz=UTC)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"ts {value!r} is neither ISO-8601 nor unix seconds") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    except (OverflowError, OSError):
-        raise ValueError(f"ts {value!r} is out of range") from None
-    moment = moment.astimezone(UTC)
-    if moment < EARLIEST or moment > datetime.now(UTC) + timedelta(days=1):
-        raise ValueError(f"ts {value!r} is before 2000 or more than a day in the future")
-    return moment
+        kept = contract.flatten_air_quality({k: v for k, v in stored.items() if k != "_ingested_at"}, ctx).row
+    except contract.BadDocument:
+        return False
+    new = contract.flatten_air_quality(doc, ctx).row
+    return all(kept[k] == new[k] for k in ("devid", "ts_utc", *MEASURE_NAMES))
 
 
-@app.put("/sensorsdata", status_code=201, summary="Store one device payload (lands in MongoDB)")
-def put_sensorsdata(payload: DevicePayload, conn: Conn) -> dict:
+def _detail_object(description: str, keys: tuple[str, ...], or_list: bool = False) -> dict:
+    """An error answer whose ``detail`` is an object (or FastAPI's validation list)."""
+    detail: dict = {"type": "object", "properties": dict.fromkeys(keys, {}), "required": ["kind", "reason"]}
+    if or_list:
+        detail = {"anyOf": [detail, {"type": "array", "items": {"type": "object"}}]}
+    return {"description": description, "content": {"application/json": {
+        "schema": {"type": "object", "properties": {"detail": detail}, "required": ["detail"]}}}}
+
+
+class StoredReading(BaseModel):
+    """What PUT /sensorsdata stored (201) or found already stored (200)."""
+
+    id: str = Field(description="the document's _id in MongoDB")
+    status: str = Field(description="'stored' or 'already stored'")
+    ts: str = Field(description="the reading's time, normalised to ISO 8601 UTC")
+
+
+@app.put("/sensorsdata", status_code=201, summary="Store one device payload (lands in MongoDB)",
+         response_model=StoredReading,
+         responses={200: {"model": StoredReading, "description": "the same reading was already stored"},
+                    409: _detail_object("another reading of this device at this instant is stored; the refused one "
+                                        "is recorded as a conflict (collection rejected_writes)",
+                                        ("kind", "reason", "id", "kept", "refused", "recorded_as")),
+                    422: _detail_object("the payload breaks the data contract (detail: the reason the extract would "
+                                        "quarantine it under), or its shape is wrong (detail: FastAPI's list of "
+                                        "validation errors)", ("kind", "reason", "message"), or_list=True)})
+def put_sensorsdata(request: Request, payload: DevicePayload, conn: Conn, response: Response) -> dict:
     from pymongo.errors import DuplicateKeyError
 
-    moment = parse_device_ts(payload.ts)
-    doc_id = f"aq:{payload.devid}:{int(moment.timestamp())}"
-    doc = {"_id": doc_id, "devid": payload.devid, "ts": payload.ts, "readings": payload.readings}
-    collection = mongo_db(app.state.mongo)["air_quality"]
+    now = datetime.now(UTC)
+    # MongoDB unreachable answers 503 with Retry-After (api.errors); nothing was stored then
+    db = mongo_db(request.state.mongo)
+    ctx = contract.Context(now=now, known_devices=_device_registry(db, payload.devid))
+    # the payload as a document, judged by the extract's code ...
+    sent = {"devid": payload.devid, "ts": payload.ts, "readings": list(payload.readings)}
     try:
-        collection.insert_one({**doc, "_ingested_at": datetime.now(UTC)})
+        row = contract.flatten_air_quality(sent, ctx).row
+    except contract.BadDocument as bad:
+        raise _refused(bad) from None
+    # ... then stored with ts normalised to ISO 8601 UTC, the original kept beside it
+    doc = {"_id": _reading_id(payload.devid, row["ts_utc"]), "devid": payload.devid,
+           "ts": iso_utc(row["ts_utc"]), "readings": sent["readings"]}
+    if doc["ts"] != payload.ts:
+        doc["ts_sent"] = str(payload.ts)
+    try:
+        contract.flatten("air_quality", doc, ctx)  # what is stored passes too
+    except contract.BadDocument as bad:
+        raise _refused(bad) from None
+    collection = db["air_quality"]
+    try:
+        collection.insert_one({**doc, "_ingested_at": now})
+        return {"id": doc["_id"], "status": "stored", "ts": doc["ts"]}
     except DuplicateKeyError:
-        existing = collection.find_one({"_id": doc_id}, {"_ingested_at": 0})
-        if existing != doc:
-            raise HTTPException(409, f"a different reading for device {payload.devid} at {moment.isoformat()} "
-                                     "is already stored") from None
-        return {"id": doc_id, "status": "already stored"}
-    return {"id": doc_id, "status": "stored"}
+        stored = collection.find_one({"_id": doc["_id"]})
+    if stored is not None and _same_reading(stored, {k: v for k, v in doc.items() if k != "_id"}, ctx):
+        response.status_code = 200
+        return {"id": doc["_id"], "status": "already stored", "ts": doc["ts"]}
+    # a conflicting re-send: the stored reading stays; the refused one is recorded, never dropped
+    digest = hashlib.sha256(json_util.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    conflict_id = f"air_quality:{doc['_id']}:{digest}"
+    reason = (f"conflicting_resend: device {payload.devid} at {doc['ts']} already has other readings "
+              f"({stored.get('readings') if stored else 'unknown'}); these were not stored")
+    with contextlib.suppress(DuplicateKeyError):  # the same conflicting payload was recorded before
+        db["rejected_writes"].insert_one({
+            "_id": conflict_id, "collection": "air_quality", "document_id": doc["_id"], "reason": reason,
+            "document": doc, "rejected_at": now, "_ingested_at": now})
+    raise HTTPException(409, {"kind": "conflicting_resend", "reason": reason, "id": doc["_id"],
+                              "kept": stored.get("readings") if stored else None, "refused": doc["readings"],
+                              "recorded_as": conflict_id})
+
+
+from api.alerts import router as alerts_router  # noqa: E402 - the router uses this module's key check
+
+app.include_router(alerts_router)
