@@ -179,3 +179,11 @@ def configured_gap_minutes() -> float:
 
 def configured_shard_size() -> int:
     return _settings().trips_shard_size
+
+
+def configured_s3_concurrency() -> int:
+    return _settings().trips_s3_concurrency
+
+
+def configured_s3_cache_mb() -> int:
+    return _settings().trips_s3_cache_mb

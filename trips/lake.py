@@ -13,16 +13,20 @@ import logging
 import os
 import posixpath
 import uuid
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trips.config import configured_s3_endpoint
+from trips.config import configured_s3_cache_mb, configured_s3_concurrency, configured_s3_endpoint
+from trips.output_format import rename_schema_root
 
 if TYPE_CHECKING:  # pyarrow costs ~0.4 s of start-up: the local path of `iot trips` never imports it
     import duckdb
     import pyarrow as pa
     import pyarrow.fs as pafs
+
+    from trips.s3_objects import S3Objects
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,9 @@ class Lake:
             self.base = root[len("s3://"):].strip("/")
             if not self.base:
                 raise ValueError(f"S3 lake root needs a bucket: {root!r}")
-            self._fs = _s3_filesystem(s3_endpoint or configured_s3_endpoint())
+            endpoint = s3_endpoint or configured_s3_endpoint()
+            self._fs = _s3_filesystem(endpoint)  # pyarrow's: writes the day's file, the DAG's parts
+            self._objects = None
             self.root = f"s3://{self.base}"
         else:
             self.base = str(Path(root).resolve())
@@ -78,22 +84,43 @@ class Lake:
         return self._reader_path(self._fs_path(self.output_relpath(day)))
 
     # -- listing ------------------------------------------------------------------------------
+    @property
+    def objects(self) -> S3Objects:
+        """The S3 lake's objects as DuckDB reads them (listings, objects fetched ahead; see trips.s3_objects)."""
+        if self._objects is None:
+            from trips.s3_objects import S3Objects
+
+            self._objects = S3Objects(self._fs, concurrency=configured_s3_concurrency(),
+                                      budget_bytes=configured_s3_cache_mb() << 20)
+        return self._objects
+
     def day_files(self, device: str, message: str, day: date) -> list[str] | None:
         """The day's Parquet files of one device and message, or None when the folder is missing."""
-        folder = self._fs_path(device, message, day_path(day))
-        if not self.is_s3:
+        return self.day_files_many([(device, message, day)])[0]
+
+    def day_files_many(self, folders: list[tuple[str, str, date]]) -> list[list[str] | None]:
+        """day_files of several (device, message, day) folders; an S3 lake lists them concurrently."""
+        paths = [self._fs_path(device, message, day_path(day)) for device, message, day in folders]
+        if self.is_s3:
+            # S3 has no folders: no object under the prefix means "missing"
+            return [None if found is None else [self._reader_path(p) for p in found if p.endswith(".parquet")]
+                    for found in self.objects.list_folders(paths)]
+        listed = []
+        for folder in paths:
             try:
                 with os.scandir(folder) as it:
-                    return sorted(e.path for e in it if e.name.endswith(".parquet") and e.is_file())
+                    listed.append(sorted(e.path for e in it if e.name.endswith(".parquet") and e.is_file()))
             except FileNotFoundError:
-                return None
-        import pyarrow.fs as pafs
+                listed.append(None)
+        return listed
 
-        infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-        if not infos:
-            return None  # S3 has no folders: no object under the prefix means "missing"
-        return sorted(self._reader_path(i.path) for i in infos
-                      if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    def reading(self, files: list[str], footers_only: bool = False, rank: int = 0):
+        """Context of a query that reads these files: on S3 their objects are fetched ahead, many at a
+        time (only the footers' bytes of large files when ``footers_only``; a lower ``rank`` first, 0 for
+        a query about to run); nothing to do locally."""
+        if self.is_s3 and files:
+            return self.objects.reading(files, footers_only, rank)
+        return nullcontext()
 
     def devices(self) -> list[str]:
         """Device folders at the lake's top level (the output folder excluded)."""
@@ -104,14 +131,18 @@ class Lake:
                       if i.type == pafs.FileType.Directory and posixpath.basename(i.path) != OUTPUT_DIR[0])
 
     # -- reading and writing ------------------------------------------------------------------
-    def write_atomic(self, table: pa.Table, relpath: str) -> str:
+    def write_atomic(self, table: pa.Table, relpath: str, metadata: dict[str, str] | None = None) -> str:
         """Write a Parquet file so readers see either the old file or the complete new one.
 
         Local: write a temporary file in the same folder, then rename over the target (atomic on
-        POSIX). S3: one object upload, which becomes visible only when complete.
+        POSIX). S3: one object upload, which becomes visible only when complete. ``metadata``: footer
+        key-value entries added to (or replacing those of) the table's schema metadata.
         """
         import pyarrow.parquet as pq
 
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                   **{k.encode(): v.encode() for k, v in metadata.items()}})
         target = self._fs_path(*relpath.split("/"))
         if self.is_s3:
             pq.write_table(table, target, filesystem=self.fs)
@@ -126,24 +157,45 @@ class Lake:
                     os.unlink(tmp)
         return self._reader_path(target)
 
-    def write_query_atomic(self, con: duckdb.DuckDBPyConnection, query: str, relpath: str) -> str:
-        """Write the rows of a DuckDB query as a Parquet file, atomically (see write_atomic).
+    def write_query_atomic(self, con: duckdb.DuckDBPyConnection, query: str, relpath: str,
+                           metadata: dict[str, str] | None = None) -> str:
+        """Write the rows of a DuckDB query as a Parquet file, atomically (see write_atomic), with the
+        footer key-value ``metadata``.
 
-        Local lakes: DuckDB's own Parquet writer into a temporary file, then a rename; no pyarrow
-        needed, which keeps the CLI's start-up small. S3: through Arrow and write_atomic."""
-        if self.is_s3:
-            return self.write_atomic(con.sql(query).to_arrow_table(), relpath)
+        DuckDB's own Parquet writer writes a temporary local file, whose schema root is then named as
+        pyarrow names it (see trips.output_format); no pyarrow.parquet needed, which keeps the CLI's
+        start-up small. Local lakes: the file is renamed over the target. S3: it is uploaded as one
+        object, visible only when complete."""
+        import tempfile
+
         target = self._fs_path(*relpath.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+        folder = tempfile.gettempdir() if self.is_s3 else os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
         try:
-            quoted = "'" + tmp.replace("'", "''") + "'"
-            con.execute(f"copy ({query}) to {quoted} (format parquet)")
-            os.replace(tmp, target)
+            options = "format parquet"
+            if metadata:
+                options += ", kv_metadata {" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in metadata.items()) + "}"
+            con.execute(f"copy ({query}) to {_sql_str(tmp)} ({options})")
+            rename_schema_root(tmp)
+            if self.is_s3:
+                with open(tmp, "rb") as source, self.fs.open_output_stream(target) as sink:
+                    sink.write(source.read())
+            else:
+                os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return target
+        return self._reader_path(target)
+
+    def probe(self, path: str) -> None:
+        """Read the first byte of a lake file (a path as day_files gives it): raises OSError when its bytes
+        cannot be read at all, which tells an unreachable file from a damaged one."""
+        if self.is_s3:
+            self.objects.probe(path)
+        else:
+            with open(path, "rb") as fh:
+                fh.read(1)
 
     def read_table(self, relpath: str) -> pa.Table:
         import pyarrow.parquet as pq
@@ -196,13 +248,11 @@ class Lake:
         # added 10-15 % CPU time for no wall time gained (the job: 0.49 -> 0.43 CPU s, 0.28 -> 0.25 s).
         con = duckdb.connect(config={"async_threads": 0, **({"threads": threads} if threads else {})})
         self._configure(con)
-        if self.is_s3:
-            from fsspec.implementations.arrow import ArrowFSWrapper
-
-            class _S3(ArrowFSWrapper):  # DuckDB routes a path to the fsspec filesystem by protocol
-                protocol = "s3"
-
-            con.register_filesystem(_S3(self.fs))
+        if self.is_s3:  # DuckDB routes an s3:// path to the fsspec filesystem of that protocol
+            con.register_filesystem(self.objects)
+            # the objects are held (within their budget) by self.objects already: a second copy in
+            # DuckDB's buffer pool only costs memory
+            con.execute("set enable_external_file_cache = false")
         return con
 
     def duckdb_session(self, database: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -226,10 +276,18 @@ class Lake:
         con.execute("set parquet_metadata_cache = true")
 
 
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
     import pyarrow.fs as pafs
 
-    kwargs: dict = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    kwargs: dict = {"region": _region()}
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         if not host:

@@ -1,6 +1,11 @@
 """Trip summary: the project (DuckDB) against seed 003's script on the same generated lake.
 
-``python -m benchmarks.trips [--quick] [--devices 50] [--scaling 10,25,50,100] [--repeat 3] [--no-dense]``
+``python -m benchmarks.trips [--only speed|memory|s3] [--quick] [--devices 50] [--scaling 10,25,50,100] [--repeat 3]``
+
+Three suites, each with its own result file: ``speed`` (below; ``trips.json``), ``memory`` (one heavy
+device-day of about 1 GB, ``benchmarks.trips.memory``; ``trips_memory.json``) and ``s3`` (the lake on an
+S3 server with an object store's latency, ``benchmarks.trips.s3``; ``trips_s3.json``). All three run by
+default; ``--only`` picks one. The speed suite:
 
 1. A lake of vehicle loggers (speed and altitude at 1 Hz, IMU at 10 Hz, 4 trips a day, one file per
    hour) is generated in a temporary folder for the largest size needed.
@@ -22,56 +27,22 @@ import argparse
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 from benchmarks.common import timer, write_result
-
-DAY = date(2026, 11, 20)
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BASELINE = Path(os.environ.get("IOT_SHARED_DIR", PROJECT_ROOT.parent / "shared")) / "baselines" / "seed003_trip_summary.py"
-
-
-def _run_timed(tool: str, args: list[str], work: Path) -> dict:
-    """One fresh process running a tool (see _timed): outside and inside figures."""
-    result_path = work / f"timed-{tool}.json"
-    env = {**os.environ, "BENCH_LAUNCHED_AT": repr(time.time())}
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.trips._timed", str(result_path), tool, *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=PROJECT_ROOT, env=env)
-    stderr = proc.stderr.read().decode(errors="replace")  # read before waiting: a full pipe would block
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{tool} failed: {stderr[-2000:]}")
-    inside = json.loads(result_path.read_text())
-    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), **inside}
-
-
-def _median_run(runs: list[dict]) -> dict:
-    keys = runs[0].keys()
-    return {k: round(statistics.median(r[k] for r in runs), 3) for k in keys} | {"runs": len(runs)}
-
-
-def _config_file(folder: Path, devices: list[str]) -> Path:
-    from trips.lakegen import seed_config
-
-    path = folder / f"aggregations_{len(devices)}.json"
-    path.write_text(json.dumps(seed_config(devices)))
-    return path
-
-
-def _output(root: Path):
-    import pandas as pd
-
-    return pd.read_parquet(root / "aggregations" / "tripsummary" / DAY.strftime("%Y/%m/%d") / f"{DAY:%Y%m%d}.parquet")
+from benchmarks.trips.shared import (
+    BASELINE,
+    DAY,
+    PROJECT_ROOT,
+    config_file,
+    generate,
+    median_run,
+    output,
+    run_timed,
+)
 
 
 def head_to_head(root: Path, config: Path, work: Path, repeat: int) -> dict:
@@ -85,17 +56,17 @@ def head_to_head(root: Path, config: Path, work: Path, repeat: int) -> dict:
     load_before = [round(x, 2) for x in os.getloadavg()]  # 1, 5, 15 min: other jobs on this machine
     for attempt in range(repeat):  # alternate the tools so load from other jobs hits both alike
         shutil.rmtree(out_dir, ignore_errors=True)
-        seed_runs.append(_run_timed("seed", seed_args, work))
+        seed_runs.append(run_timed("seed", seed_args, work))
         if attempt == 0:
-            expected = _output(root)
+            expected = output(root)
         shutil.rmtree(out_dir, ignore_errors=True)
-        project_runs.append(_run_timed("project", project_args, work))
+        project_runs.append(run_timed("project", project_args, work))
         if attempt == 0:
-            got = _output(root)
+            got = output(root)
             pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-9, atol=0)
         print(f"  run {attempt + 1}: seed {seed_runs[-1]['wall_s']} s (job {seed_runs[-1]['job_wall_s']} s), "
               f"project {project_runs[-1]['wall_s']} s (job {project_runs[-1]['job_wall_s']} s)", flush=True)
-    seed, project = _median_run(seed_runs), _median_run(project_runs)
+    seed, project = median_run(seed_runs), median_run(project_runs)
     load_after = [round(x, 2) for x in os.getloadavg()]
     return {
         "load_average_before": load_before, "load_average_after": load_after,
@@ -188,20 +159,6 @@ def _earlier_runs(keep: int = 10) -> list[dict]:
     return [summary, *previous.get("earlier_runs", [])][:keep]
 
 
-def _lake(folder: Path, spec) -> tuple[list[str], dict]:
-    from trips.lake import Lake
-    from trips.lakegen import generate_lake
-
-    with timer() as gen_time:
-        devices = generate_lake(Lake(folder), spec, progress=True)
-    lake_mb = sum(p.stat().st_size for p in folder.rglob("*.parquet")) / 1e6
-    files = sum(1 for _ in folder.rglob("*.parquet"))
-    print(f"lake {folder.name}: {len(devices)} devices, {files} files, {lake_mb:.0f} MB in {gen_time():.0f} s",
-          flush=True)
-    return devices, {"devices": len(devices), "days": 1, "files": files, "parquet_mb": round(lake_mb, 1),
-                     "trips_per_device": spec.trips_per_day, "speed_hz": spec.speed_hz, "imu_hz": spec.imu_hz}
-
-
 def _table(label: str, duel: dict) -> str:
     """The head to head as a table; the headline ratio is marked."""
     seed, project = duel["baseline"], duel["project"]
@@ -229,7 +186,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scaling", default="10,25,50,100", help="device counts for the scaling run")
     parser.add_argument("--repeat", type=int, default=3, help="head-to-head runs per tool (median reported)")
     parser.add_argument("--dense-devices", type=int, default=20, help="devices of the denser lake (0: skip it)")
+    parser.add_argument("--only", choices=("speed", "memory", "s3"), help="run one suite (default: all three)")
     args = parser.parse_args(argv)
+    if args.only in (None, "memory", "s3"):
+        from benchmarks.trips import memory, s3
+
+        for suite in ("memory", "s3"):
+            if args.only in (None, suite):
+                print(f"==> trips suite {suite}", flush=True)
+                {"memory": memory, "s3": s3}[suite].main(["--quick"] if args.quick else [])
+        if args.only:
+            return 0
+        print("==> trips suite speed", flush=True)
     if args.quick:
         args.devices, args.scaling, args.repeat, args.dense_devices = 4, "2,4", 1, 2
     sizes = sorted({int(s) for s in args.scaling.split(",")})
@@ -242,17 +210,17 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-trips-"))
     try:
         spec = LakeSpec(devices=max([args.devices, *sizes]), start=DAY, days=1)
-        devices, lake_info = _lake(work / "lake", spec)
-        duel = head_to_head(work / "lake", _config_file(work, devices[:args.devices]), work, args.repeat)
+        devices, lake_info = generate(work / "lake", spec)
+        duel = head_to_head(work / "lake", config_file(work, devices[:args.devices]), work, args.repeat)
         print(_table(f"{args.devices} devices x 1 day", duel), flush=True)
 
         dense = None
         if args.dense_devices:
             dense_spec = LakeSpec(devices=args.dense_devices, start=DAY, days=1, trips_per_day=8,
                                   min_trip_minutes=10, max_trip_minutes=45, imu_hz=25, seed=8)
-            dense_devices, dense_info = _lake(work / "dense", dense_spec)
+            dense_devices, dense_info = generate(work / "dense", dense_spec)
             dense = {"lake": dense_info,
-                     **head_to_head(work / "dense", _config_file(work, dense_devices), work, args.repeat)}
+                     **head_to_head(work / "dense", config_file(work, dense_devices), work, args.repeat)}
             print(_table(f"dense lake, {args.dense_devices} devices x 1 day", dense), flush=True)
 
         floor = scan_floor(work / "lake", devices[:args.devices], 5)

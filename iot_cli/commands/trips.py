@@ -53,5 +53,19 @@ def command(config_path, root, start, end, gap_minutes, cross_midnight, s3_endpo
     lake = Lake(root, s3_endpoint=s3_endpoint)
     options = Options(gap_minutes=gap_minutes, cross_midnight=cross_midnight, threads=threads)
     results = run_days(lake, config, first, last, options=options, progress=True)
-    for day, rows, path in results:
-        click.echo(f"{day}: {rows} rows" + (f" -> {path}" if path else " (no trips, no file)"))
+    failed_days = 0
+    for day, rows, path, report in results:
+        if path:
+            click.echo(f"{day}: {rows} rows -> {path}")
+        elif report.complete:
+            click.echo(f"{day}: {rows} rows (no trips, no file)")
+        else:
+            click.echo(f"{day}: {rows} rows (no file written; an existing one is kept)")
+        for file, reason in report.skipped_files.items():
+            click.echo(f"  skipped {file}: {reason}")
+        for device, reason in report.failed_devices.items():
+            click.echo(f"  FAILED device {device} (left out of the day): {reason}")
+        failed_days += not report.complete
+    if failed_days:
+        # the other devices' rows are written; the exit status tells a scheduler that some are missing
+        raise click.ClickException(f"{failed_days} day(s) with failed devices; see above")

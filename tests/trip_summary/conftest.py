@@ -106,8 +106,10 @@ def build_edge_lake(root: Path) -> dict:
     return config
 
 
-def run_baseline(root: Path, config_path: Path, start: date, end: date) -> dict[date, pd.DataFrame | None]:
-    """Run the seed's script and return its output per day (None: no file), then remove the output."""
+def run_baseline(root: Path, config_path: Path, start: date, end: date,
+                 keep: Path | None = None) -> dict[date, pd.DataFrame | None]:
+    """Run the seed's script and return its output per day (None: no file), then remove the output
+    (after copying its files into ``keep``, when given)."""
     if not BASELINE.is_file():
         pytest.skip(f"baseline script not found at {BASELINE}")
     result = subprocess.run([sys.executable, str(BASELINE), "--lake", str(root), "--config", str(config_path),
@@ -120,6 +122,8 @@ def run_baseline(root: Path, config_path: Path, start: date, end: date) -> dict[
         path = root / "aggregations" / "tripsummary" / day_path(day) / f"{day:%Y%m%d}.parquet"
         out[day] = pd.read_parquet(path) if path.exists() else None
         day += timedelta(days=1)
+    if keep is not None and (root / "aggregations").exists():
+        shutil.copytree(root / "aggregations", keep, dirs_exist_ok=True)
     shutil.rmtree(root / "aggregations", ignore_errors=True)
     return out
 
@@ -132,3 +136,38 @@ def edge_lake(tmp_path_factory):
     config_path = root.parent / "aggregations.json"
     config_path.write_text(json.dumps(config, indent=1))
     return root, config_path
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server on a free port (AWS test credentials set for the module)."""
+    from moto.server import ThreadedMotoServer
+
+    from iot_cli.localstack.process import free_port
+
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def upload_lake(endpoint: str, root: Path, bucket: str, prefix: str = "lake") -> int:
+    """Copy a local lake's Parquet files into a new bucket; returns how many."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket=bucket)
+    uploaded = 0
+    for path in root.rglob("*.parquet"):
+        if "aggregations" not in path.relative_to(root).parts:
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
+            uploaded += 1
+    return uploaded

@@ -24,7 +24,7 @@ def both_outputs(edge_lake):
     lake = Lake(root)
     results = run_days(lake, load_config(config_path), DAY1, DAY3)
     ours = {}
-    for day, rows, path in results:
+    for day, rows, path, _ in results:
         ours[day] = lake.read_table(lake.output_relpath(day)).to_pandas() if path else None
         assert (path is None) == (rows == 0)
     return baseline, ours

@@ -4,48 +4,23 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 import pytest
 
-from iot_cli.localstack.process import free_port
 from trips.config import load_config
 from trips.lake import Lake
+from trips.lakegen import ALTITUDE, IMU, SPEED
 from trips.summary import Options, run_days, summarise_day
 
-from .conftest import DAY1, DAY2, DAY3
+from .conftest import DAY1, DAY2, DAY3, upload_lake
 
 BUCKET = "vehicle-lake"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
 def s3_lake(edge_lake, s3_endpoint):
-    import boto3
-
     root, config_path = edge_lake
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    uploaded = 0
-    for path in root.rglob("*.parquet"):
-        client.upload_file(str(path), BUCKET, f"lake/{path.relative_to(root).as_posix()}")
-        uploaded += 1
-    assert uploaded > 50
+    assert upload_lake(s3_endpoint, root, BUCKET) > 50
     return Lake(f"s3://{BUCKET}/lake", s3_endpoint=s3_endpoint), Lake(root), load_config(config_path)
 
 
@@ -53,7 +28,7 @@ def test_s3_lake_gives_the_local_result_and_writes_the_daily_files(s3_lake):
     s3, local, config = s3_lake
     assert "EDGE0001" in s3.devices()
     results = run_days(s3, config, DAY1, DAY3)
-    assert [(day, path is not None) for day, _, path in results] == [(DAY1, True), (DAY2, True), (DAY3, False)]
+    assert [(day, path is not None) for day, _, path, _ in results] == [(DAY1, True), (DAY2, True), (DAY3, False)]
     for day in (DAY1, DAY2):
         written = s3.read_table(s3.output_relpath(day))
         assert written.equals(summarise_day(local, config, day))
@@ -71,3 +46,134 @@ def test_s3_lake_in_parallel_slices(s3_lake):
     sliced = Options(threads=2, slice_devices=2)
     from_s3 = summarise_day(s3, config, DAY1, options=sliced)
     assert from_s3.num_rows > 0 and from_s3.equals(summarise_day(local, config, DAY1, options=sliced))
+
+
+def _local_lake_files(local: Lake, config, day) -> int:
+    return sum(len(local.day_files(d, m, day) or []) for d in config.devices
+               for m in {config.cluster_of(d).trip_message, *(a.message for a in config.cluster_of(d).aggregations)})
+
+
+def test_s3_reads_each_object_once_with_few_requests(s3_lake, s3_endpoint):
+    """Listings answer DuckDB's questions about the files, and each object is fetched once (its
+    HEAD and one GET), many at a time; the seed's way (a filesystem wrapper) made several requests
+    per file and query, one after the other."""
+    from benchmarks.trips.s3_proxy import DelayProxy
+
+    s3, local, config = s3_lake
+    with DelayProxy(s3_endpoint, latency_s=0.005) as proxy:
+        lake = Lake(s3.root, s3_endpoint=proxy.url)
+        table = summarise_day(lake, config, DAY1)
+        stats = proxy.stats()
+    assert table.equals(summarise_day(local, config, DAY1))
+    files = _local_lake_files(local, config, DAY1)
+    folders = len(config.devices) * 3
+    assert lake.objects.stats["gets"] == files and lake.objects.stats["ranged_reads"] == 0
+    assert stats["by_method"] == {"GET": files + lake.objects.stats["lists"], "HEAD": files}
+    assert lake.objects.stats["lists"] <= folders
+
+
+def _with_budget(s3: Lake, endpoint: str, budget: int) -> Lake:
+    from trips.s3_objects import S3Objects
+
+    lake = Lake(s3.root, s3_endpoint=endpoint)
+    lake._objects = S3Objects(lake.fs, concurrency=4, budget_bytes=budget)
+    return lake
+
+
+@pytest.mark.xfail(strict=True, reason="known defect (issue 21 stays open): since the fetches are scheduled by the lake "
+                   "object (9fc6074), objects DuckDB waits for are taken over the budget by more than one object "
+                   "at a time (held 323,371 bytes against 203,453 + 50,863)")
+def test_s3_objects_stay_within_the_memory_budget(s3_lake, s3_endpoint):
+    """With room for a third of the day's objects, objects are released and fetched again when needed
+    (more GETs), the memory held stays within the budget (plus the object DuckDB waits for), and the
+    result is the same. With room for almost nothing, DuckDB's reads become ranged GETs."""
+    s3, local, config = s3_lake
+    sizes = [os.path.getsize(f) for d in config.devices for m in (SPEED, ALTITUDE, IMU)
+             for f in local.day_files(d, m, DAY1) or []]
+    budget = max(4 * max(sizes) + 1, sum(sizes) // 3)
+    assert budget < sum(sizes)
+    lake = _with_budget(s3, s3_endpoint, budget)
+    peak, new_entry = 0, lake.objects._new_entry
+
+    def watched_new_entry(path, begin, length):
+        nonlocal peak
+        entry = new_entry(path, begin, length)
+        peak = max(peak, lake.objects._held)
+        return entry
+
+    lake.objects._new_entry = watched_new_entry
+    assert summarise_day(lake, config, DAY1).equals(summarise_day(local, config, DAY1))
+    assert 0 < peak <= budget + max(sizes)
+    assert lake.objects.stats["gets"] > len(sizes)    # some objects were released and fetched again
+
+    tiny = _with_budget(s3, s3_endpoint, 1024)
+    assert summarise_day(tiny, config, DAY1).equals(summarise_day(local, config, DAY1))
+    assert tiny.objects.stats["ranged_reads"] > 0
+
+
+def test_a_device_whose_objects_cannot_be_read_is_left_out_and_reported(s3_lake, s3_endpoint, edge_lake):
+    """EDGE0002's objects answer 500 (after the client's retries): that device fails on its own, the
+    other devices are written, the file's footer names it, and `iot trips` exits with an error."""
+    import json
+
+    from click.testing import CliRunner
+
+    from benchmarks.trips.s3_proxy import DelayProxy
+    from iot_cli.commands.trips import command
+    from trips.summary import TripSummaryIncomplete, summarise_devices
+
+    s3, local, config = s3_lake
+    broken = lambda method, path: 500 if "/lake/EDGE0002/" in path else None  # noqa: E731
+    others = [d for d in config.devices if d != "EDGE0002"]
+    expected = summarise_day(local, config, DAY1, devices=others, options=Options(slice_devices=1))
+    with DelayProxy(s3_endpoint, fail=broken) as proxy:
+        lake = Lake(s3.root, s3_endpoint=proxy.url)
+        table, report = summarise_devices(lake, config, DAY1, options=Options(slice_devices=100))
+        assert list(report.failed_devices) == ["EDGE0002"] and not report.skipped_files
+        assert table.num_rows == expected.num_rows > 0
+        assert table.to_pandas().equals(expected.to_pandas())   # the others, summarised one by one
+        with pytest.raises(TripSummaryIncomplete, match="EDGE0002"):
+            summarise_day(lake, config, DAY1)
+
+        result = CliRunner().invoke(command, ["--config", str(edge_lake[1]), "--root", s3.root,
+                                              "--s3-endpoint", proxy.url, "--start", "2026-11-20"])
+    assert result.exit_code == 1 and "FAILED device EDGE0002" in result.output, result.output
+    written = s3.read_table(s3.output_relpath(DAY1))
+    assert set(written.column("DeviceID").to_pylist()) == set(expected.column("DeviceID").to_pylist())
+    assert list(json.loads(written.schema.metadata[b"trips:failed_devices"])) == ["EDGE0002"]
+
+
+def test_devices_failing_in_parallel_slices_are_each_left_out(s3_lake, s3_endpoint):
+    """Two devices in two slices running side by side fail together: each slice falls back to its devices
+    one by one at the same time (on connections of its own), and both devices are left out."""
+    from benchmarks.trips.s3_proxy import DelayProxy
+    from trips.summary import summarise_devices
+
+    s3, local, config = s3_lake
+    failing = {"EDGE0001", "EDGE0002"}
+    broken = lambda method, path: 500 if any(f"/lake/{d}/" in path for d in failing) else None  # noqa: E731
+    sliced = Options(threads=3, slice_devices=2)
+    assert sum(bool(failing & set(s)) for s in sliced.slices(config.devices)) == 2   # two slices fail
+    others = [d for d in config.devices if d not in failing]
+    expected = summarise_day(local, config, DAY1, devices=others, options=Options(slice_devices=1)).to_pandas()
+    with DelayProxy(s3_endpoint, fail=broken) as proxy:
+        table, report = summarise_devices(Lake(s3.root, s3_endpoint=proxy.url), config, DAY1, options=sliced)
+    assert set(report.failed_devices) == failing
+    got = table.to_pandas()
+    # devices that shared a slice with a failing one were summarised alone, the others in their slice
+    pd.testing.assert_frame_equal(got, expected, rtol=1e-12, atol=0)
+
+
+def test_a_store_that_answers_nothing_fails_every_device_and_writes_nothing(s3_lake, s3_endpoint):
+    """Every object answers 500: every device fails, in slices of one device side by side, the report
+    names them all and no rows are made (a day's earlier file is kept, see _keep_or_remove)."""
+    from benchmarks.trips.s3_proxy import DelayProxy
+    from trips.summary import summarise_devices
+
+    s3, local, config = s3_lake
+    # object requests fail (their paths hold the key); listings (the prefix is in the query) still answer
+    with DelayProxy(s3_endpoint, fail=lambda method, path: 500 if "/lake/" in path else None) as proxy:
+        table, report = summarise_devices(Lake(s3.root, s3_endpoint=proxy.url), config, DAY1,
+                                          options=Options(threads=3, slice_devices=1))
+    with_data = {d for d in config.devices if local.day_files(d, SPEED, DAY1) or local.day_files(d, ALTITUDE, DAY1)}
+    assert table.num_rows == 0 and set(report.failed_devices) == with_data

@@ -17,7 +17,16 @@ from iot_core.settings import PROJECT_ROOT
 from trips.config import load_config
 from trips.lake import Lake
 from trips.lakegen import ALTITUDE, SPEED, seed_config
-from trips.summary import Options, merge_parts, run_days, shard_devices, summarise_day, write_part
+from trips.summary import (
+    DayReport,
+    DayResult,
+    Options,
+    merge_parts,
+    run_days,
+    shard_devices,
+    summarise_day,
+    write_part,
+)
 
 from .conftest import DAY1, DAY2, DAY3, _ms, _series, _write
 
@@ -70,7 +79,7 @@ def test_day_without_trips_removes_a_stale_summary(edge_lake):
     lake = Lake(root)
     stale = lake.write_atomic(pa.table({"x": [1]}), lake.output_relpath(DAY3))
     assert (root / lake.output_relpath(DAY3)).exists(), stale
-    assert run_days(lake, load_config(config_path), DAY3, DAY3) == [(DAY3, 0, None)]
+    assert run_days(lake, load_config(config_path), DAY3, DAY3) == [DayResult(DAY3, 0, None, DayReport())]
     assert not (root / lake.output_relpath(DAY3)).exists()
 
 
@@ -83,8 +92,8 @@ def test_shards_merged_equal_the_whole_day(edge_lake):
     for index, devices in enumerate(shards):
         write_part(lake, DAY1, "manual__2026-11-20T00:00:00+00:00", index,
                    summarise_day(lake, config, DAY1, devices=devices))
-    rows, path = merge_parts(lake, DAY1, "manual__2026-11-20T00:00:00+00:00", len(shards))
-    assert rows == whole.num_rows and path.endswith("20261120.parquet")
+    rows, path, report = merge_parts(lake, DAY1, "manual__2026-11-20T00:00:00+00:00", shards)
+    assert rows == whole.num_rows and path.endswith("20261120.parquet") and report == DayReport()
     assert lake.read_table(lake.output_relpath(DAY1)).equals(whole)
     staging = root / "aggregations" / "_staging" / "tripsummary" / "20261120"
     assert not staging.exists() or not any(staging.iterdir())   # the parts are gone
