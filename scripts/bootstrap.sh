@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the project with the locked dependency set; installs Debian's
-# PostgreSQL server when its binaries are missing. Safe to re-run; fast when nothing changed.
+# PostgreSQL server and redis-server when missing. Safe to re-run; fast when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +29,17 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
   else
     echo "PostgreSQL server binaries are missing: sudo apt-get install postgresql" >&2; exit 1
+  fi
+fi
+
+# Redis: the Celery broker of AIRFLOW_EXECUTOR=celery (iot_cli/localstack/celery_mode.py) and of
+# the Celery test in `make test`
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing redis-server (Debian package)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server
+  else
+    echo "redis-server is missing (AIRFLOW_EXECUTOR=celery and its test need it): sudo apt-get install redis-server" >&2
   fi
 fi

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # airflow-init (docker compose): migrate Airflow's metadata database and write the fixed
-# development login of SimpleAuthManager (AIRFLOW_ADMIN_USER / AIRFLOW_ADMIN_PASSWORD from .env).
+# development login of SimpleAuthManager (AIRFLOW_ADMIN_USER / AIRFLOW_ADMIN_PASSWORD from .env);
+# create or resize the pools `hot` and `batch` (orchestration/pools.py).
 # Idempotent: every `docker compose up` runs it again before the Airflow components start.
 set -euo pipefail
 
 echo "airflow-init: migrating the metadata database"
 airflow db migrate
+
+echo "airflow-init: pools hot and batch (AIRFLOW_PARALLELISM, AIRFLOW_BATCH_SLOTS)"
+python -m orchestration.pools
 
 python - <<'PY'
 import json

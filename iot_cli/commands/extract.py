@@ -16,16 +16,14 @@ from dlt_pipelines.contract import COLLECTIONS
 @click.command("extract")
 @click.option("--collection", "collections", multiple=True, type=click.Choice(COLLECTIONS),
               help="Collection to load (repeatable); default: all of them.")
-@click.option("--settle", type=float, default=None,
-              help="Seconds the window end stays behind the clock (default: IOT_EXTRACT_SETTLE_SECONDS or 2).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show dlt's progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(collections: tuple[str, ...], settle: float | None, progress: bool, as_json: bool) -> None:
+def command(collections: tuple[str, ...], progress: bool, as_json: bool) -> None:
     """Extract MongoDB -> raw (incremental on _ingested_at, merge on _id, bad documents quarantined)."""
     from dlt_pipelines import load_raw
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = load_raw(list(collections) or None, progress=progress, settle=settle)
+    result = load_raw(list(collections) or None, progress=progress)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

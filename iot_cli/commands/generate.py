@@ -71,18 +71,22 @@ def _run(stop, backfill_days, streaming, speedup, duration, users, sensors, seed
         if backfill_days is not None:
             fleet = build_fleet(users, sensors, seed, anchor=today - timedelta(days=backfill_days))
             stats = run_backfill(writer, fleet, backfill_days, now, bad_rate=bad_rate, resume=not no_resume)
-            click.echo(f"backfill done: {stats.inserted} inserted, {stats.already_present} already present, "
-                       f"{stats.rejected} rejected ({dict(sorted(stats.by_collection.items()))})")
+            click.echo(f"backfill done: {stats.inserted} inserted, {stats.updated} updated, "
+                       f"{stats.already_present} already present ({stats.kept} registry documents changed since by "
+                       f"another writer kept), {stats.rejected} refused into rejected_writes "
+                       f"({dict(sorted(stats.by_collection.items()))})")
             return
         fleet = build_fleet(users, sensors, seed, anchor=today)
         hours = settings.generator_catch_up_hours if catch_up_hours is None else catch_up_hours
         if hours > 0:  # after a stop (`make down`), what the devices sent meanwhile, so readings go on unbroken
             caught = catch_up(writer, fleet, now, timedelta(hours=hours), bad_rate=bad_rate, progress=False)
             if caught is not None:
-                click.echo(f"caught up: {caught.inserted} inserted, {caught.already_present} already present")
+                click.echo(f"caught up: {caught.inserted} inserted, {caught.updated} updated, "
+                           f"{caught.already_present} already present")
         state = stream(writer, fleet, sim_start=now, speedup=speedup, bad_rate=bad_rate, duration_s=duration,
                        stop=stop, drain_timeout_s=15)
         click.echo(f"stream stopped at simulated {state.sim_now:%Y-%m-%d %H:%M:%S}Z: {state.stats.inserted} "
-                   f"inserted, {state.stats.rejected} rejected, {state.buffered} undelivered")
+                   f"inserted, {state.stats.updated} updated, {state.stats.rejected} refused into rejected_writes, "
+                   f"{state.buffered} undelivered")
     finally:
         client.close()

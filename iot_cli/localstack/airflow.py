@@ -1,7 +1,9 @@
-"""Airflow 3 in local mode: metadata migration, the four components and their health.
+"""Airflow 3 in local mode: metadata migration, pools, the components and their health.
 
 The components (api-server, scheduler, dag-processor, triggerer) run as separate background
-processes with the LocalExecutor, exactly like the containers of ``docker-compose.yml``.
+processes with the LocalExecutor, exactly like the containers of ``docker-compose.yml``; with
+``AIRFLOW_EXECUTOR=celery`` a Celery worker for the ``hot`` and one for the ``batch`` queue join
+them (:mod:`iot_cli.localstack.celery_mode`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from iot_cli.localstack import celery_mode
 from iot_cli.localstack.airflow_env import airflow_env, write_admin_password
 from iot_cli.localstack.process import ServiceError
 from iot_core.settings import PROJECT_ROOT, Settings
@@ -26,6 +29,13 @@ COMPONENTS: dict[str, list[str]] = {
     "airflow-dag-processor": ["dag-processor"],
     "airflow-triggerer": ["triggerer"],
 }
+
+
+def components(settings: Settings) -> list[str]:
+    """The Airflow services of this stack: the four components, and the workers in celery mode."""
+    return [*COMPONENTS, *(celery_mode.WORKER_SERVICES if celery_mode.enabled(settings) else ())]
+
+
 # the key of each component in the answer of GET /api/v2/monitor/health
 HEALTH_KEYS = {
     "airflow-scheduler": "scheduler",
@@ -53,14 +63,27 @@ def component_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def argv(component: str) -> list[str]:
-    if component == "airflow-scheduler":  # tasks are forked from it: start it with dbt and dlt loaded
-        return [sys.executable, "-m", "iot_cli.localstack.scheduler"]
-    return [sys.executable, "-m", "airflow", *COMPONENTS[component]]
+def subcommand(component: str, settings: Settings) -> list[str]:
+    """The ``airflow`` arguments of a component or worker."""
+    if component in celery_mode.WORKER_SERVICES:
+        return celery_mode.worker_argv(component, settings)
+    return COMPONENTS[component]
+
+
+def prepare_dbt_manifest(log_file: Path, timeout: float = 600) -> None:
+    """dbt's manifest, which the Cosmos DAGs render from, written before the DAG processor starts
+    (orchestration.dbt_tasks.ensure_manifest; a DAG file may not take that long to import)."""
+    with log_file.open("a") as log:
+        r = subprocess.run([sys.executable, "-m", "orchestration.dbt_tasks"], stdout=log, stderr=subprocess.STDOUT,
+                           timeout=timeout)
+    if r.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
+        raise ServiceError(f"dbt parse failed (log: {log_file}):\n{tail}")
 
 
 def migrate(settings: Settings, log_file: Path, timeout: float = 600) -> None:
-    """``airflow db migrate`` (idempotent) and the fixed development login from ``.env``."""
+    """``airflow db migrate`` (idempotent), the pools ``hot`` and ``batch`` (orchestration/pools.py)
+    and the fixed development login from ``.env``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         try:
@@ -69,9 +92,12 @@ def migrate(settings: Settings, log_file: Path, timeout: float = 600) -> None:
                                timeout=timeout, cwd=PROJECT_ROOT)
         except subprocess.TimeoutExpired as e:
             raise ServiceError(f"airflow db migrate took longer than {timeout:.0f}s (log: {log_file})") from e
+        if r.returncode == 0:
+            r = subprocess.run([sys.executable, "-m", "orchestration.pools"], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **component_env(settings)}, timeout=timeout, cwd=PROJECT_ROOT)
     if r.returncode != 0:
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
-        raise ServiceError(f"airflow db migrate failed (log: {log_file}):\n{tail}")
+        raise ServiceError(f"airflow db migrate or the pools failed (log: {log_file}):\n{tail}")
     write_admin_password(settings, home(settings))
 
 

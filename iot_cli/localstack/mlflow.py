@@ -19,11 +19,10 @@ def base_url(settings: Settings) -> str:
 
 
 def argv(settings: Settings) -> list[str]:
+    """The server's command line: no secret (the backend store URI comes from :func:`env`)."""
     artifacts_dir(settings).mkdir(parents=True, exist_ok=True)
-    backend = pg_url("mlflow", settings.mlflow_db, driver="postgresql+psycopg2", settings=settings)
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend,
         # artifacts are proxied by the server (mlflow-artifacts:/), so clients need no file access
         "--serve-artifacts", "--artifacts-destination", str(artifacts_dir(settings)),
         "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
@@ -32,10 +31,12 @@ def argv(settings: Settings) -> list[str]:
     ]
 
 
-def env() -> dict[str, str]:
+def env(settings: Settings) -> dict[str, str]:
+    # the backend store URI holds the mlflow role's password: the environment, never argv (ps)
+    backend = pg_url("mlflow", settings.mlflow_db, driver="postgresql+psycopg2", settings=settings)
     # MLflow's job runner (huey consumers for GenAI jobs) is not used by the platform: it would
     # cost extra processes and start-up time on a 2-core machine
-    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return {"MLFLOW_BACKEND_STORE_URI": backend, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def healthy(settings: Settings, timeout: float = 10) -> bool:

@@ -73,9 +73,14 @@ def _as_server_user() -> list[str]:
     return []
 
 
+def server_account() -> pwd.struct_passwd:
+    """The system account the server runs as when we are root."""
+    return pwd.getpwnam(SERVER_USER)
+
+
 def _chown_to_server_user(path: Path) -> None:
     if os.geteuid() == 0:
-        pw = pwd.getpwnam(SERVER_USER)
+        pw = server_account()
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
@@ -166,12 +171,18 @@ class PostgresCluster:
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop")
         return True
 
+    def foreground_argv(self) -> list[str]:
+        """The server in the foreground, as supervisord runs it (no password on it)."""
+        return [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+
     def psql_file(self, sql_file: Path, database: str, variables: dict[str, str]) -> str:
+        """Run ``sql_file`` with psql variables. Their values (passwords among them) travel on psql's
+        standard input as ``\\set`` commands, never on its command line (``ps``) or on disk."""
         argv = [str(self.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-                "-p", str(self.port), "-U", self.superuser, "-d", database, "-f", str(sql_file)]
-        for k, v in variables.items():
-            argv += ["-v", f"{k}={v}"]
-        r = subprocess.run(argv, capture_output=True, text=True,
+                "-p", str(self.port), "-U", self.superuser, "-d", database, "-f", "-"]
+        script = "".join(f"\\set {k} {psql_quote(v)}\n" for k, v in variables.items())
+        script += f"\\i {psql_quote(str(sql_file))}\n"
+        r = subprocess.run(argv, input=script, capture_output=True, text=True,
                            env={**os.environ, "PGPASSWORD": self.superuser_password})
         if r.returncode != 0:
             raise ServiceError(f"{sql_file.name} failed: {r.stderr or r.stdout}")
@@ -181,7 +192,23 @@ class PostgresCluster:
         """Roles, databases, schemas and grants: the same SQL the Docker TimescaleDB runs."""
         variables = init_sql_variables(settings)
         self.psql_file(INIT_SQL_DIR / "01_roles_and_databases.sql", "postgres", variables)
-        self.psql_file(INIT_SQL_DIR / "02_warehouse_schemas.sql", settings.warehouse_db, variables)
+        self.apply_warehouse_sql(settings.warehouse_db, variables)
+
+    def apply_warehouse_sql(self, database: str, variables: dict[str, str]) -> None:
+        """The warehouse database's part of the init SQL (every file after 01, in order)."""
+        for sql_file in warehouse_sql_files():
+            self.psql_file(sql_file, database, {**variables, "warehouse_db": database})
+
+
+def warehouse_sql_files() -> list[Path]:
+    """warehouse/init/02_*.sql, 03_*.sql, ...: run in the warehouse database, in name order."""
+    return sorted(p for p in INIT_SQL_DIR.glob("[0-9][0-9]_*.sql") if not p.name.startswith("01_"))
+
+
+def psql_quote(value: str) -> str:
+    """A psql meta-command argument: single-quoted, quotes doubled, backslashes and line breaks escaped."""
+    escaped = value.replace("\\", "\\\\").replace("'", "''").replace("\n", "\\n").replace("\r", "\\r")
+    return "'" + escaped + "'"
 
 
 def init_sql_variables(s: Settings) -> dict[str, str]:
@@ -193,6 +220,7 @@ def init_sql_variables(s: Settings) -> dict[str, str]:
         "airflow_user": s.airflow_db_user, "airflow_password": s.airflow_db_password.get_secret_value(),
         "mlflow_user": s.mlflow_db_user, "mlflow_password": s.mlflow_db_password.get_secret_value(),
         "warehouse_db": s.warehouse_db, "airflow_db": s.airflow_db, "mlflow_db": s.mlflow_db,
+        "pseudonym_secret": s.pseudonym_secret.get_secret_value(),
     }
 
 

@@ -31,6 +31,21 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something listens on ``port`` (on 127.0.0.1 or on every interface): a connection
+    is accepted, or the port cannot be bound."""
+    if port_open(port, host):
+        return True
+    with socket.socket() as s:
+        # a port left in TIME_WAIT by a closed connection is free for a server (which sets this too)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5,
                log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
