@@ -24,7 +24,7 @@ from datetime import datetime
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from iot_core.settings import get_settings
-from orchestration.defaults import DEFAULT_ARGS
+from orchestration.defaults import DEFAULT_ARGS, skip_until_ready
 
 _settings = get_settings()
 
@@ -53,16 +53,20 @@ def _run_day():
 def iot_export_csv():
     @task
     def export_day() -> dict:
+        from exports.sensor_csv import WarehouseNotBuilt
         from exports.sensor_csv import export_day as write_day
 
-        return write_day(_run_day()).as_dict()
+        with skip_until_ready({WarehouseNotBuilt: "nothing to export before the first stage build"}):
+            return write_day(_run_day()).as_dict()
 
     @task
     def export_latest() -> dict:
+        from exports.sensor_csv import WarehouseNotBuilt
         from exports.sensor_csv import export_latest as write_latest
 
         days = int(get_current_context()["params"]["latest_days"])
-        return write_latest(days, _run_day()).as_dict()
+        with skip_until_ready({WarehouseNotBuilt: "nothing to export before the first stage build"}):
+            return write_latest(days, _run_day()).as_dict()
 
     export_day()
     export_latest()

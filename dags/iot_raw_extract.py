@@ -8,7 +8,7 @@ from airflow.sdk import dag, task
 
 from iot_core.settings import get_settings
 from orchestration.assets import RAW_UPDATES_ALIAS
-from orchestration.defaults import DEFAULT_ARGS
+from orchestration.defaults import HOT_PATH_ARGS
 
 DOC = """
 ### iot_raw_extract
@@ -41,7 +41,7 @@ CPU); one run at a time. See docs/extract.md and docs/forecasting.md (freshness)
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=HOT_PATH_ARGS,
     tags=["extract", "dlt", "raw"],
     doc_md=DOC,
 )

@@ -24,7 +24,7 @@ from __future__ import annotations
 from airflow.sdk import dag, get_current_context, task
 
 from orchestration.assets import ANY_RAW_UPDATE, IAQ_MINUTELY_ASSET, STAGE_ASSET
-from orchestration.defaults import DEFAULT_ARGS
+from orchestration.defaults import HOT_PATH_ARGS
 
 
 @dag(
@@ -32,18 +32,18 @@ from orchestration.defaults import DEFAULT_ARGS
     schedule=ANY_RAW_UPDATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=HOT_PATH_ARGS,
     tags=["transform", "dbt", "stage"],
     doc_md=__doc__,
 )
 def iot_stage_transform():
-    # the build goes first when both wait for a worker slot: it is what the forecast waits for
-    @task(outlets=[STAGE_ASSET, IAQ_MINUTELY_ASSET], priority_weight=10)
+    # hot path (HOT_PATH_ARGS): pool `hot`, queued before batch tasks, Celery queue `hot`
+    @task(outlets=[STAGE_ASSET, IAQ_MINUTELY_ASSET])
     def build_stage() -> dict:
         from orchestration.asset_events import stage_selection
-        from orchestration.dbt_tasks import build_in_process
+        from orchestration.dbt_tasks import build_in_process, unbuilt_models
 
-        selection = stage_selection(get_current_context().get("triggering_asset_events"))
+        selection = stage_selection(get_current_context().get("triggering_asset_events"), unbuilt_models("stage"))
         return build_in_process(selection, name="stage")
 
     build_stage()

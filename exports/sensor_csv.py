@@ -11,6 +11,13 @@ time. Files are replaced atomically (written beside, then renamed), so a reader 
 a file and re-running an export for the same days rewrites the same bytes. A day without
 readings still gets a file with the header only (and a warning in the log): the export ran, the
 warehouse had nothing, and a consumer can tell that apart from an export that never ran.
+
+Formula injection: a spreadsheet opening the file runs a cell that starts with ``=``, ``+``,
+``-``, ``@`` (or a tab or carriage return before one of them) as a formula, so a device id like
+``=HYPERLINK(...)`` would. Such *text* cells are written with a leading apostrophe (the OWASP
+advice: the spreadsheet shows the text, and the apostrophe marks it as text). Only text cells are
+touched: the measures are numbers (PostgreSQL doubles written by ``repr``), so ``-3.5`` stays
+``-3.5``, and the time column is ISO 8601 from PostgreSQL and never starts with one of them.
 """
 
 from __future__ import annotations
@@ -28,17 +35,19 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from iot_core.connections import pg_connect
+from iot_core.contract import MEASURE_NAMES
 from iot_core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-# column order of the device payload's `readings` (docs/contracts.md §1), and of the CSV
-MEASURES = ("iaq", "temperature", "humidity", "pressure", "voc", "co2", "iaq_accuracy")
+# column order of the device payload's `readings` (the data contract), and of the CSV
+MEASURES = MEASURE_NAMES
 HEADER = ("time", "deviceId", *MEASURES)
 SOURCE_TABLE = "stage.stg_sensor_readings"
 # the read-only role that may read stage (DESIGN §4); the export writes files, never the warehouse
 EXPORT_ROLE = "api"
 _CHUNK_BYTES = 1 << 16
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _FETCH_ROWS = 5_000
 
 _PIVOT = ", ".join(f"max(value) filter (where measure_name = '{m}') as {m}" for m in MEASURES)
@@ -49,6 +58,11 @@ WIDE_READINGS_SQL = f"""
       and (%(device)s::text is null or device_id = %(device)s)
     group by device_id, time
     order by device_id, time"""
+
+
+def neutralise(cell: str) -> str:
+    """A text cell as a spreadsheet shows it without running it (see the module docstring)."""
+    return "'" + cell if cell.startswith(FORMULA_TRIGGERS) else cell
 
 
 class WarehouseNotBuilt(RuntimeError):
@@ -76,6 +90,9 @@ def csv_chunks(start: datetime, end: datetime, device: str | None = None,
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    # Python 3.11's writer quotes a field holding LF (the line terminator) but not one holding a
+    # lone CR, which a reader takes as a line break: such rows are written fully quoted
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(HEADER)
     rows = 0
     with pg_connect(EXPORT_ROLE) as conn, conn.cursor(name="sensor_csv_export") as cur:
@@ -86,7 +103,8 @@ def csv_chunks(start: datetime, end: datetime, device: str | None = None,
             raise WarehouseNotBuilt(f"{SOURCE_TABLE} does not exist yet: run the extract and the stage "
                                     "transform (iot_raw_extract, iot_stage_transform) first") from e
         for record in cur:
-            writer.writerow([record[0].isoformat(), *record[1:]])
+            device = neutralise(record[1])
+            (quoted if "\r" in device else writer).writerow([record[0].isoformat(), device, *record[2:]])
             rows += 1
             if buf.tell() > _CHUNK_BYTES:
                 yield buf.getvalue()

@@ -53,12 +53,16 @@ def load_ids_of(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> 
     return sorted({str(i) for extra in _extras(triggering_asset_events) for i in extra.get("load_ids") or ()})
 
 
-def stage_selection(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> list[str]:
+def stage_selection(triggering_asset_events: Mapping[Any, Iterable[Any]] | None,
+                    unbuilt_models: Iterable[str] = ()) -> list[str]:
     """dbt selectors of the stage models that read the raw tables the triggering events announce,
     and their descendants in stage: new air-quality rows rebuild the sensor models, not the
-    wearable ones. Every stage model when the events name no table (a manual run)."""
+    wearable ones. Every stage model when the events name no table (a manual run), or while a
+    stage model has never been built: the events that announced its table may belong to a run
+    that failed (a fresh platform whose first run failed never built dim_devices, and every later
+    air-quality run failed on its relationship test to it)."""
     tables = sorted({extra["table"] for extra in _extras(triggering_asset_events) if extra.get("table") in RAW_ASSETS})
-    if not tables:
+    if not tables or any(True for _ in unbuilt_models):
         return ["tag:stage"]
     # `raw.<table>*` also matches the child table `<table>__metrics`; `,` intersects with tag:stage
     return [f"source:raw.{table}*+,tag:stage" for table in tables]

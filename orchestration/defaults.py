@@ -1,4 +1,16 @@
-"""Default arguments and the failure callback every DAG shares."""
+"""Default arguments and the failure callback every DAG shares; which work is hot and which is batch.
+
+Every task is either on the **hot path** (MongoDB -> raw -> stage -> forecast -> alerts: what a
+reading waits for) or **batch** work (dbt model tasks of master/agg/curated, training, validation,
+exports, trips, retention). A DAG declares itself hot with ``default_args=HOT_PATH_ARGS``; every
+other DAG uses ``DEFAULT_ARGS`` and is batch. The difference:
+
+* pool: ``hot`` or ``batch`` (created by the stack and compose's airflow-init, sized from the
+  settings by :mod:`orchestration.pools`): batch tasks never take more than ``AIRFLOW_BATCH_SLOTS``
+  executor slots, so the rest of ``AIRFLOW_PARALLELISM`` is always free for the hot path;
+* priority weight (absolute): when tasks wait for a slot, hot ones are queued first;
+* Celery queue: ``hot`` or ``batch``, each served by its own worker(s) (docs/operations.md).
+"""
 
 from __future__ import annotations
 
@@ -10,18 +22,9 @@ log = logging.getLogger(__name__)
 
 OWNER = "data-platform"
 
-_FAILURES_DDL = """
-create table if not exists ops.task_failures (
-    id bigserial primary key,
-    dag_id text not null,
-    task_id text,
-    run_id text,
-    try_number int,
-    logical_date timestamptz,
-    exception text,
-    context jsonb,
-    failed_at timestamptz not null default now()
-)"""
+
+FAILURE_INSERT = ("insert into ops.task_failures (dag_id, task_id, run_id, try_number, logical_date, exception,"
+                  " context) values (%s, %s, %s, %s, %s, %s, %s)")
 
 
 def record_failure(context) -> None:
@@ -40,14 +43,17 @@ def record_failure(context) -> None:
             repr(context.get("exception"))[:4000],
             json.dumps({"reason": str(context.get("reason", ""))}),
         )
+        # the table is made by the warehouse init (warehouse/init/02_warehouse_schemas.sql)
         with pg_connect("transformer", autocommit=True) as conn:
-            conn.execute(_FAILURES_DDL)
-            conn.execute(
-                "insert into ops.task_failures (dag_id, task_id, run_id, try_number, logical_date, exception, context)"
-                " values (%s, %s, %s, %s, %s, %s, %s)", row)
+            conn.execute(FAILURE_INSERT, row)
     except Exception:  # noqa: BLE001 - a callback must not mask the original failure
         log.exception("could not record the task failure")
 
+
+HOT_POOL = HOT_QUEUE = "hot"
+BATCH_POOL = BATCH_QUEUE = "batch"
+HOT_PRIORITY = 100
+BATCH_PRIORITY = 1
 
 DEFAULT_ARGS = {
     "owner": OWNER,
@@ -56,4 +62,39 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "on_failure_callback": record_failure,
+    # batch unless the DAG declares itself hot (HOT_PATH_ARGS)
+    "pool": BATCH_POOL,
+    "queue": BATCH_QUEUE,
+    "priority_weight": BATCH_PRIORITY,
+    "weight_rule": "absolute",  # not summed over downstream tasks: a long dbt chain stays batch
 }
+
+HOT_PATH_ARGS = {**DEFAULT_ARGS, "pool": HOT_POOL, "queue": HOT_QUEUE, "priority_weight": HOT_PRIORITY}
+
+
+class skip_until_ready:  # noqa: N801 - used as a context manager, named for what it does
+    """Turn "not ready yet" into a skipped task with the reason, instead of a failure.
+
+    On a fresh platform with every DAG switched on, the batch DAGs run before the first extract
+    and stage build (and the forecast before the first training): those runs have nothing to do
+    yet, which is not an error. ``reasons`` maps exception types to what to tell the user; a
+    missing warehouse table (psycopg's UndefinedTable) is always such a case.
+    """
+
+    def __init__(self, reasons: dict[type[BaseException], str] | None = None):
+        self.reasons = dict(reasons or {})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            return False
+        import psycopg
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        for kind, hint in {**self.reasons, psycopg.errors.UndefinedTable: "the warehouse is not built yet: switch on "
+                           "iot_raw_extract and iot_stage_transform (or run `make demo`)"}.items():
+            if isinstance(exc, kind):
+                raise AirflowSkipException(f"not ready: {exc} ({hint})") from exc
+        return False

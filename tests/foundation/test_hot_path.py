@@ -65,6 +65,22 @@ def test_a_stage_run_selects_the_models_of_the_announced_tables():
     assert stage_selection(triggering({"rows": 3})) == ["tag:stage"]
 
 
+def test_a_stage_model_never_built_makes_the_run_build_all_of_stage(isolated_warehouse):
+    """A fresh platform whose first stage run failed: the devices event was spent, dim_devices was
+    never built, and every later air-quality run failed on its relationship test to dim_devices."""
+    from iot_core.connections import pg_connect
+    from orchestration.dbt_tasks import unbuilt_models
+
+    unbuilt = unbuilt_models("stage")
+    assert {"stage.dim_devices", "stage.stg_sensor_readings"} <= set(unbuilt)
+    assert stage_selection(triggering({"table": "air_quality"}), unbuilt) == ["tag:stage"]
+    with pg_connect("transformer", autocommit=True) as conn:
+        for relation in unbuilt:  # stands in for a complete build: every relation exists
+            conn.execute(f"create table {relation} (x int)")
+    assert unbuilt_models("stage") == []
+    assert stage_selection(triggering({"table": "air_quality"}), []) == ["source:raw.air_quality*+,tag:stage"]
+
+
 def test_an_asset_triggered_forecast_issues_at_its_newest_stage_update():
     older, newer = datetime(2026, 11, 23, 0, 3, 58, tzinfo=UTC), datetime(2026, 11, 23, 0, 4, 41, tzinfo=UTC)
     events = {"stage.iaq_minutely": [SimpleNamespace(timestamp=older, extra={}),
@@ -136,8 +152,8 @@ def test_extract_loads_of_different_dags_never_overlap(services, monkeypatch):
     # iot_raw_extract (continuous), iot_master_dag and `iot extract` share one dlt pipeline,
     # which dlt does not lock: load_raw holds a warehouse advisory lock while it loads
     from dlt_pipelines import load_raw, pipeline
-    from dlt_pipelines.pipeline import EXTRACT_LOCK_KEY
     from iot_core.connections import pg_connect
+    from iot_core.locks import EXTRACT_LOCK_KEY
 
     def lock_is_free() -> bool:
         with pg_connect("loader", autocommit=True) as other:
