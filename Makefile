@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 IOT    := $(VENV)/bin/iot
 
-.PHONY: help install up down status logs test lint format demo bench lock
+.PHONY: help install up down status logs test test-long lint format demo bench lock
 
 help:
 	@echo "make up       start the platform locally (PostgreSQL, MongoDB protocol, Airflow 3, MLflow, simulator)"
@@ -11,7 +11,8 @@ help:
 	@echo "make status   health of every service (non-zero exit when one is unhealthy)"
 	@echo "make logs     follow the service logs"
 	@echo "make test     ruff + pytest against real throw-away servers"
-	@echo "make demo     backfill a week, run extract -> transform -> train -> forecast once, print a summary"
+	@echo "make test-long  the long tests: whole-platform stacks (lifecycle, outages, secrets, Celery) and the malformed-input campaigns"
+	@echo "make demo     backfill a week, extract -> transform -> train -> replay forecasts, print ratios, save a plot"
 	@echo "make bench    run the benchmarks (JSON in benchmarks/results/)"
 
 install:
@@ -34,7 +35,12 @@ lint: install
 
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not long"
+
+# whole platforms on their own ports (tests/foundation/test_stack_*.py, test_celery_stack.py) and the
+# malformed-input campaigns (tests/dbt_project/test_malformed_campaign*.py); .ci/run runs them
+test-long: install
+	$(PY) -m pytest -m long
 
 demo: up
 	@$(IOT) demo
