@@ -67,15 +67,19 @@ def test_errors_are_pooled_before_the_ratio():
 @pytest.mark.parametrize("window", [60, 240])
 def test_after_a_regime_change_the_choice_switches_within_half_a_window_plus_the_delay(window):
     """Arm a is best (error 0.5 against persistence's 1.0), b worst (1.5); at round 1,000 they swap.
-    Stated bound: the selection moves to b within window/2 + 15 + 1 rounds (15 = until actuals
-    exist) and never falls back to a afterwards."""
+    Stated bounds: the selection drops a, now worse than persistence, within window/2 + 15 + 1
+    rounds (15 = until actuals exist; persistence meanwhile), moves to b once b beats persistence
+    with confidence, within 0.85 window + 15 + 1 rounds, and never falls back to a."""
     n, change = 2000, 1000
     before = np.arange(n) < change
     errors = {"persistence": np.ones(n), "a": np.where(before, 0.5, 1.5), "b": np.where(before, 1.5, 0.5)}
     chosen = _replay(_rounds(n), errors, window)
     assert (chosen[16:change] == "a").all()                 # settled from round 16 on: a, the best
+    left = change + np.flatnonzero(chosen[change:] != "a")[0]
+    assert left - change <= window // 2 + HORIZON_MINUTES + 1, left - change
+    assert set(chosen[left:]) <= {"persistence", "b"}
     switched = change + np.flatnonzero(chosen[change:] == "b")[0]
-    assert switched - change <= window // 2 + HORIZON_MINUTES + 1, switched - change
+    assert switched - change <= 0.85 * window + HORIZON_MINUTES + 1, switched - change
     assert (chosen[switched:] == "b").all()
 
 
@@ -112,3 +116,23 @@ def test_a_lagging_device_settles_when_its_own_actuals_exist():
     settle = settle_minutes(w, {"fast": w.t0[~late], "late": w.t0[late]})
     assert (settle[~late][:45] == w.t0[~late][:45] + 15).all()
     assert settle[late].tolist() == [1_000_030, 1_000_060, 1_000_075]   # the last: nothing later, t0 + 15
+
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_lucky_streak_of_overlapping_forecasts_does_not_displace_persistence(seed):
+    """Arm a is slightly worse than persistence overall, but its errors move together over a
+    horizon of rounds (consecutive forecasts overlap), so its window sometimes holds a few lucky
+    streaks. Counting each round as an independent observation, those looked significant: a was
+    chosen in 20-32 % of the rounds (the room-climate temperature series ended 11 % above
+    persistence that way). The Diebold-Mariano variance counts a horizon of rounds as one
+    observation: a is chosen in under 5 % of the rounds, and what it costs stays small."""
+    rng = np.random.default_rng(seed)
+    gain = np.repeat(rng.normal(-0.05, 0.5, 400), HORIZON_MINUTES)     # persistence error - a's
+    n = len(gain)
+    errors = {"persistence": np.full(n, 2.0), "a": 2.0 - gain, "b": np.full(n, 3.0)}
+    chosen = _replay(_rounds(n), errors, 240, validation=(1.0, 0.9, 1.1))
+    system = np.stack([errors[k] for k in NAMES])[[NAMES.index(c) for c in chosen], np.arange(n)]
+    assert errors["a"].sum() > errors["persistence"].sum()                   # a is the worse arm
+    assert (chosen[HORIZON_MINUTES + 1:] == "a").mean() < 0.05
+    assert system.sum() / errors["persistence"].sum() < 1.01
