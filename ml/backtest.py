@@ -364,7 +364,9 @@ def select_replay(abs_err: dict[str, np.ndarray], t0: np.ndarray, names: list[st
             count -= 1
         arms = [bandit.ArmStats(names[j], count, max(float(err_sum[j]), 0.0), max(base_sum, 0.0),
                                 max(float(sq_sum[j]), 0.0)) for j in fallback]
-        idx, _ = bandit.choose(arms, exploration, confidence_z)
+        first = max(oldest + 1, 0)
+        overlap = bandit.overlap_rounds(r - first + 1, float(minute - rounds[first] + 1))
+        idx, _ = bandit.choose(arms, exploration, confidence_z, overlap)
         chosen_round[r] = fallback[idx]
     return chosen_round[round_of]
 

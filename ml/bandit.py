@@ -29,9 +29,12 @@ per device. Pure arithmetic, no I/O: the forecast cycle (ml.forecasting) and the
   its summed error is below persistence's by at least ``confidence_z`` standard errors of the
   mean per-forecast difference. The forecasts of consecutive rounds overlap (the 15-minute
   horizons of two windows a minute apart share 14 target minutes), so their differences are
-  autocorrelated over about a horizon: the test's long-run variance counts a horizon of rounds
-  as one observation (variance x ``overlap_rounds``, the long-run variance of losses that are
-  moving averages over h = 15 steps). Without it, a streak of a few lucky windows looked
+  autocorrelated over about a horizon of clock time: the test's long-run variance counts the
+  rounds of 15 minutes as one observation (variance x ``overlap_rounds``, the long-run variance
+  of losses that are moving averages over h = 15 steps): 15 when a round is issued every
+  minute, 1 when rounds are 15 minutes or more apart (a sensor that reports every 15 minutes
+  forecast at its readings: its forecasts share no target), from the window's rounds and the
+  minutes they span (``overlap_rounds``). Without it, a streak of a few lucky windows looked
   significant: on the room-climate temperature series the selection ended 11 % above
   persistence at h = 15 (docs/forecasting.md). A model that is better by luck does not
   displace persistence, so the selection cannot do worse than persistence for long.
@@ -70,7 +73,7 @@ class ArmStats:
         total = self.abs_error + self.persistence_abs_error
         return self.persistence_abs_error / total if total > 0 else 0.5
 
-    def beats_persistence(self, z: float, overlap_rounds: int = OVERLAP_ROUNDS) -> bool:
+    def beats_persistence(self, z: float, overlap_rounds: float = OVERLAP_ROUNDS) -> bool:
         """Summed error below persistence's by at least z standard errors of the mean per-forecast
         difference, counting ``overlap_rounds`` overlapping forecasts as one observation (exactly
         lower, when the differences do not vary)."""
@@ -81,8 +84,17 @@ class ArmStats:
             return False
         mean = gain / self.scored
         variance = max(self.diff_sq / self.scored - mean * mean, 0.0)
-        standard_error = math.sqrt(variance * max(overlap_rounds, 1) / self.scored)
+        standard_error = math.sqrt(variance * max(overlap_rounds, 1.0) / self.scored)
         return standard_error == 0 or mean >= z * standard_error
+
+
+def overlap_rounds(rounds: int, span_minutes: float) -> float:
+    """Rounds per horizon of clock time over a window of ``rounds`` rounds issued over
+    ``span_minutes`` minutes (first to last, inclusive), between 1 and the horizon: how many
+    rounds' forecasts share their target minutes."""
+    if rounds <= 1 or span_minutes <= 0:
+        return 1.0
+    return min(max(rounds * HORIZON_MINUTES / span_minutes, 1.0), float(HORIZON_MINUTES))
 
 
 def ucb_score(arm: ArmStats, total_scored: float, exploration: float = DEFAULT_EXPLORATION) -> float | None:
@@ -93,10 +105,12 @@ def ucb_score(arm: ArmStats, total_scored: float, exploration: float = DEFAULT_E
 
 
 def choose(arms: list[ArmStats], exploration: float = DEFAULT_EXPLORATION,
-           confidence_z: float | None = DEFAULT_CONFIDENCE_Z) -> tuple[int, list[float | None]]:
+           confidence_z: float | None = DEFAULT_CONFIDENCE_Z,
+           overlap: float = OVERLAP_ROUNDS) -> tuple[int, list[float | None]]:
     """Index of the arm to play and every arm's score (None: no score in the window). With
     ``confidence_z`` set and an arm named persistence among ``arms``, the others must beat it
-    with that confidence to be eligible."""
+    with that confidence to be eligible, ``overlap`` rounds counting as one observation
+    (``overlap_rounds``)."""
     if not arms:
         raise ValueError("the selection needs at least one arm")
     total = sum(a.scored for a in arms)
@@ -106,7 +120,7 @@ def choose(arms: list[ArmStats], exploration: float = DEFAULT_EXPLORATION,
         return 0, scores
     baseline = next((i for i, a in enumerate(arms) if a.name == BASELINE), None)
     if confidence_z is not None and baseline in eligible:
-        eligible = [i for i in eligible if i == baseline or arms[i].beats_persistence(confidence_z)]
+        eligible = [i for i in eligible if i == baseline or arms[i].beats_persistence(confidence_z, overlap)]
     best = max(eligible, key=lambda i: (scores[i], -i))
     return best, scores
 

@@ -176,6 +176,18 @@ def arm_statistics(cur, issue_minute: datetime, candidates: list[str], window_ro
     return [bandit.ArmStats(c, *got.get(c, (0.0, 0.0, 0.0, 0.0))) for c in candidates]
 
 
+def window_overlap(cur, issue_minute: datetime, window_rounds: int) -> float:
+    """bandit.overlap_rounds of the window ending at ``issue_minute``: its rounds (the earlier
+    choices in it, and this one) over the minutes they span."""
+    cur.execute("select count(*), min(issue_minute) from (select issue_minute from ml.model_selections"
+                " where issue_minute < %s order by issue_minute desc limit %s) w",
+                (issue_minute, max(window_rounds - 1, 0)))
+    earlier, first = cur.fetchone()
+    if not earlier:
+        return 1.0
+    return bandit.overlap_rounds(earlier + 1, (issue_minute - first).total_seconds() / 60 + 1)
+
+
 def choose_arm(cur, issue_minute: datetime, window_rounds: int) -> tuple[str, str, bool]:
     """(candidate, version, newly_chosen) for this issue minute (reuses a stored choice)."""
     cur.execute("select arm, model_version from ml.model_selections where issue_minute = %s", (issue_minute,))
@@ -186,7 +198,7 @@ def choose_arm(cur, issue_minute: datetime, window_rounds: int) -> tuple[str, st
     if not arms:
         raise NoTrainedModels("no trained forecast models: run the iot_train_models DAG or `iot train` first")
     stats = arm_statistics(cur, issue_minute, [a for a, _ in arms], window_rounds)
-    index, scores = bandit.choose(stats)
+    index, scores = bandit.choose(stats, overlap=window_overlap(cur, issue_minute, window_rounds))
     arm, version = arms[index]
     cur.execute("insert into ml.model_selections (issue_minute, arm, model_version, ucb_scores)"
                 " values (%s, %s, %s, %s) on conflict (issue_minute) do nothing",
