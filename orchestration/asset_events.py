@@ -14,6 +14,9 @@ from typing import Any
 
 from orchestration.assets import RAW_ASSETS
 
+# stage models every targeted stage run builds: the registry the stage checks read (see stage_selection)
+REGISTRY_MODELS = ("dim_devices",)
+
 
 def rows_per_raw_asset(result: Mapping[str, Any]) -> dict[str, int]:
     """Rows an extract result (``dlt_pipelines.load_raw``) added per raw asset; only tables with rows.
@@ -64,8 +67,12 @@ def stage_selection(triggering_asset_events: Mapping[Any, Iterable[Any]] | None,
     tables = sorted({extra["table"] for extra in _extras(triggering_asset_events) if extra.get("table") in RAW_ASSETS})
     if not tables or any(True for _ in unbuilt_models):
         return ["tag:stage"]
-    # `raw.<table>*` also matches the child table `<table>__metrics`; `,` intersects with tag:stage
-    return [f"source:raw.{table}*+,tag:stage" for table in tables]
+    # `raw.<table>*` also matches the child table `<table>__metrics`; `,` intersects with tag:stage.
+    # The device registry is built with every selection: the stage checks accept a reading or a
+    # sample when its device is in dim_devices (macros/registry.sql), and a device registered
+    # beside its first readings may have reached raw in an extract whose devices event went to
+    # another stage run, or to none (a CLI or master-DAG extract announces nothing).
+    return [f"source:raw.{table}*+,tag:stage" for table in tables] + list(REGISTRY_MODELS)
 
 
 def newest_event_time(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> datetime | None:

@@ -18,8 +18,13 @@
 )
 {%- endmacro %}
 
-{#- device_id -> kind of the registered devices (one row per device). -#}
+{#- device_id -> kind of the registered devices (one row per device), read from dim_devices, the
+    dimension the stage models' relationship tests check: a reading is accepted exactly when its
+    device is there, whatever raw.devices received since dim_devices was built. (Reading
+    raw.devices here let a reading of a device registered a moment before pass while dim_devices,
+    not selected by that air-quality run, lacked it: the relationship test then failed the hot
+    path's stage run.) The stage runs build dim_devices with every selection
+    (orchestration.asset_events.stage_selection). -#}
 {% macro registered_devices() -%}
-(select device_id, kind from {{ ranked_registry(source('raw', 'devices'), 'device_id') }} as ranked
- where registry_rank = 1)
+(select device_id, kind from {{ ref('dim_devices') }})
 {%- endmacro %}

@@ -4,6 +4,7 @@ seed 001's analyses, consent rules, comments, idempotent re-runs and late data."
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from dbt_support import DAY, FIRST_LOAD_AT, snapshot  # noqa: F401  (pytest puts this folder on sys.path)
@@ -289,3 +290,27 @@ def test_time_series_models_are_registered_for_retention(built):
     assert registered["agg.agg_user_daily"] == ("agg", "day")
     assert registered["agg.agg_user_monthly"] == ("agg", "month_start")
     assert all(layer in ("stage", "agg") for layer, _ in registered.values())
+
+
+def test_a_device_registered_beside_its_first_readings_reaches_stage_in_an_air_quality_run(built):
+    """A device registered a moment before its first readings: the extract's devices event may go
+    to another stage run, or to none (a CLI or master-DAG extract announces nothing), so the stage
+    run of the readings has only the air-quality selection. The stage checks read raw.devices
+    while dim_devices was not rebuilt: the readings passed, and the relationship test to
+    dim_devices failed the hot path's run (the freshness benchmark: 2,590 rows of its 5 probe
+    devices). Now the checks read dim_devices and every stage selection builds it."""
+    from orchestration.asset_events import stage_selection
+
+    later = FIRST_LOAD_AT + timedelta(days=2)
+    with pg_connect("superuser", settings=built) as conn:
+        conn.execute("""insert into raw.devices select (jsonb_populate_record(null::raw.devices, to_jsonb(d)
+                            || jsonb_build_object('_id', 'aq-new', 'device_id', 'aq-new', '_ingested_at', %s::text))).*
+                        from raw.devices as d where d.device_id = 'aq1'""", (later.isoformat(),))
+    with pg_connect("loader", settings=built) as conn:
+        RawWriter(conn, load_id="load-new-device").air_quality(
+            [("aq-new", (DAY + timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%SZ"), [90.0, 21.5, 45.0, 101.3, 0.5, 600.0, 3.0])],
+            later)
+    selection = stage_selection({"raw": [SimpleNamespace(extra={"table": "air_quality"})]})
+    build(select=selection, settings=built)
+    assert q(built, "select count(*) from stage.stg_sensor_readings where device_id = 'aq-new'") == [(7,)]
+    assert q(built, "select kind from stage.dim_devices where device_id = 'aq-new'") == [("air_quality",)]

@@ -58,9 +58,9 @@ def test_a_stage_run_validates_every_load_of_the_batched_extract_runs():
 
 def test_a_stage_run_selects_the_models_of_the_announced_tables():
     assert stage_selection(triggering({"table": "air_quality"}, {"table": "air_quality"})) == [
-        "source:raw.air_quality*+,tag:stage"]
+        "source:raw.air_quality*+,tag:stage", "dim_devices"]
     assert stage_selection(triggering({"table": "steps"}, {"table": "devices"})) == [
-        "source:raw.devices*+,tag:stage", "source:raw.steps*+,tag:stage"]
+        "source:raw.devices*+,tag:stage", "source:raw.steps*+,tag:stage", "dim_devices"]
     assert stage_selection(None) == ["tag:stage"]  # a manual run builds all of stage
     assert stage_selection(triggering({"rows": 3})) == ["tag:stage"]
 
@@ -78,7 +78,8 @@ def test_a_stage_model_never_built_makes_the_run_build_all_of_stage(isolated_war
         for relation in unbuilt:  # stands in for a complete build: every relation exists
             conn.execute(f"create table {relation} (x int)")
     assert unbuilt_models("stage") == []
-    assert stage_selection(triggering({"table": "air_quality"}), []) == ["source:raw.air_quality*+,tag:stage"]
+    assert stage_selection(triggering({"table": "air_quality"}), []) == ["source:raw.air_quality*+,tag:stage",
+                                                                         "dim_devices"]
 
 
 def test_an_asset_triggered_forecast_issues_at_its_newest_stage_update():
@@ -112,6 +113,7 @@ def dbt_ls():
 def test_the_selectors_reach_the_forecast_input_and_skip_unrelated_models(dbt_ls):
     air = dbt_ls(stage_selection(triggering({"table": "air_quality"})))
     assert {"stg_sensor_readings", "iaq_minutely"} <= air
+    assert "dim_devices" in air      # the registry the checks read, built with every selection
     assert not air & {"stg_heart_rate", "stg_steps", "dim_users", "curated_research_minutely", "agg_device_daily"}
     # the child table (<table>__metrics) is covered by the wildcard
     assert "stg_steps" in dbt_ls(stage_selection(triggering({"table": "steps"})))
