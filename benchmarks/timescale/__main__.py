@@ -42,7 +42,7 @@ DECOMPRESSION_LIMIT = 1000
 
 
 def _create_second_warehouse(settings, cluster, name: str):
-    from iot_cli.localstack.postgres import INIT_SQL_DIR, init_sql_variables
+    from iot_cli.localstack.postgres import init_sql_variables
     from iot_core.connections import pg_connect
 
     other = settings.model_copy(update={"warehouse_db": name})
@@ -51,7 +51,9 @@ def _create_second_warehouse(settings, cluster, name: str):
         conn.execute(f"revoke create, temporary on database {name} from public")
         conn.execute(f"grant connect on database {name} to {settings.loader_user}, {settings.transformer_user}")
         conn.execute(f"grant temporary on database {name} to {settings.transformer_user}")
-    cluster.psql_file(INIT_SQL_DIR / "02_warehouse_schemas.sql", name, init_sql_variables(other))
+    # every warehouse init file after 01, as the platform's own init does (03_privacy.sql defines
+    # ops.research_id, which curated needs)
+    cluster.apply_warehouse_sql(name, init_sql_variables(other))
     return other
 
 

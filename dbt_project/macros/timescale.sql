@@ -136,9 +136,7 @@
       if not exists (
         select 1
         from timescaledb_information.jobs as j
-        join timescaledb_information.continuous_aggregates as c
-          on j.hypertable_schema = c.materialization_hypertable_schema
-         and j.hypertable_name = c.materialization_hypertable_name
+        join timescaledb_information.continuous_aggregates as c on {{ cagg_job_matches('j', 'c') }}
         where c.view_schema = '{{ target_relation.schema }}' and c.view_name = '{{ target_relation.identifier }}'
           and j.proc_name = 'policy_refresh_continuous_aggregate'
           and (j.config ->> 'start_offset')::interval is not distinct from {{ start_offset }}
@@ -165,6 +163,18 @@
   {{ return({'relations': [target_relation]}) }}
 {% endmaterialization %}
 
+{#- A row of timescaledb_information.jobs (alias j) belongs to the continuous aggregate of a row of
+    timescaledb_information.continuous_aggregates (alias c). TimescaleDB before 2.20 names a
+    policy's hypertable by the materialization hypertable, 2.20 and later by the aggregate's view
+    (upstream #7976): matching only the first never found the policy on 2.28.3, so the build
+    never waited for the first fill and replaced the policy (new job id, history lost) on every
+    run. -#}
+{% macro cagg_job_matches(j, c) -%}
+  (({{ j }}.hypertable_schema = {{ c }}.materialization_hypertable_schema
+    and {{ j }}.hypertable_name = {{ c }}.materialization_hypertable_name)
+   or ({{ j }}.hypertable_schema = {{ c }}.view_schema and {{ j }}.hypertable_name = {{ c }}.view_name))
+{%- endmacro %}
+
 {#- Wait until the refresh policy of a new continuous aggregate has finished its first run (it
     starts when the creating transaction commits); a warning, not a failure, when it takes longer
     than var cagg_fill_wait_seconds: the policy still completes it in the background. -#}
@@ -176,8 +186,7 @@
            or s.job_status = 'Running' then 2 else 0 end) is null
     from timescaledb_information.jobs as j
     join timescaledb_information.job_stats as s on s.job_id = j.job_id
-    join timescaledb_information.continuous_aggregates as c
-      on j.hypertable_schema = c.materialization_hypertable_schema and j.hypertable_name = c.materialization_hypertable_name
+    join timescaledb_information.continuous_aggregates as c on {{ cagg_job_matches('j', 'c') }}
     where c.view_schema = '{{ cagg.schema }}' and c.view_name = '{{ cagg.identifier }}'
       and j.proc_name = 'policy_refresh_continuous_aggregate'
   {%- endset -%}

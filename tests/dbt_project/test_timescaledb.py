@@ -164,6 +164,22 @@ def test_the_continuous_aggregate_is_filled_over_the_whole_history_when_created(
                  "where proc_name = 'policy_refresh_continuous_aggregate'") == [(None,)]  # the whole history
 
 
+def test_a_rerun_of_the_continuous_aggregate_keeps_its_refresh_policy(ts):
+    """The policy is replaced only when it differs: a run with the same settings leaves the job,
+    its id and its history alone. TimescaleDB 2.20 and later name a continuous aggregate's policy
+    hypertable by the view; matched only by the materialization hypertable, the policy was never
+    found, so every run replaced it (and the first build never waited for the first fill)."""
+    def refresh_jobs():
+        return q(ts, "select job_id from timescaledb_information.jobs "
+                     "where proc_name = 'policy_refresh_continuous_aggregate' order by job_id")
+
+    before = refresh_jobs()
+    assert len(before) == 1
+    result = run_dbt(["run", "--select", "agg_device_hourly"], settings=ts)
+    assert result.success, result.failed_nodes() or result.exception
+    assert refresh_jobs() == before
+
+
 def test_incremental_stage_run_after_compression_decompresses_nothing_it_does_not_write(ts):
     _compress_all_but_newest(ts)
     assert _chunks(ts, "stg_sensor_readings") == (DAYS, DAYS - 1)  # one chunk a day, all but the newest compressed
