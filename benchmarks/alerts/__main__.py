@@ -228,10 +228,19 @@ def scale(devices: int, passes: int, state_dir: Path) -> dict:
 
 # ---------------------------------------------------------------- (b) early warning on real CO2
 def room_occupancy_minutes() -> pd.DataFrame:  # noqa: F821 - pandas imported lazily
-    """The UCI room-occupancy CO2 as minute means (the forecast benchmark's reading of the file)."""
-    from benchmarks.forecast.__main__ import room_occupancy_co2
+    """The UCI room-occupancy CO2 (the forecast benchmark's reading of the file) as a one-minute
+    series, like stage.iaq_minutely: minute means, gaps of at most 5 missing minutes linearly
+    interpolated, longer gaps left out."""
+    import pandas as pd
 
-    return room_occupancy_co2(SHARED_DATA / "room_occupancy_estimation")
+    from benchmarks.forecast.datasets import room_occupancy_co2
+
+    readings = room_occupancy_co2(SHARED_DATA / "room_occupancy_estimation")
+    minute = readings.set_index("time")["value"].sort_index().resample("1min").mean()
+    missing = minute.isna()
+    run_length = missing.groupby((missing != missing.shift()).cumsum()).transform("size")
+    minute = minute.interpolate(limit_area="inside").where(~missing | (run_length <= 5)).dropna()
+    return pd.DataFrame({"time": minute.index, "device_id": "room-occupancy-s5", "iaq": minute.to_numpy()})
 
 
 LIMITS = (800.0, 1000.0)
@@ -413,7 +422,7 @@ def latency(minutes: float, probes: int) -> dict:
     rule `probe-co2` (threshold above 1,500, no `for`) must fire on each high reading and resolve on
     each low one. Seconds from the write to the alert event (fired_at / resolved_at set on the row
     of ops.alert_events, seen by polling every second)."""
-    from benchmarks.forecast.__main__ import stack_context
+    from benchmarks.forecast.freshness import stack_context
     from iot_core.connections import mongo_client, mongo_db, pg_connect
     from iot_core.settings import get_settings
 
