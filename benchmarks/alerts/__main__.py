@@ -300,9 +300,10 @@ def replay(quick: bool, state_dir: Path) -> dict:
                             " ml.model_selections, ml.forecast_runs")
                 cur.execute("truncate ops.alert_events, ops.alert_notifications, ops.alert_state, ops.alert_progress,"
                             " ops.alert_runs, ops.alert_baselines" if _exists_table(cur, "ops.alert_events") else "select 1")
-                with cur.copy("copy stage.iaq_minutely (time, device_id, iaq) from stdin") as copy:
+                # observed minutes (training reads only those: ml.dataset leaves interpolated ones out)
+                with cur.copy("copy stage.iaq_minutely (time, device_id, iaq, is_interpolated) from stdin") as copy:
                     for t, v in zip(train["time"], train["iaq"], strict=True):
-                        copy.write_row((t.to_pydatetime(), device, float(v)))
+                        copy.write_row((t.to_pydatetime(), device, float(v), False))
                 conn.commit()
             with timer() as t_train:
                 trained = train_candidates(end=train["time"].max().to_pydatetime() + timedelta(minutes=1), days=60,
@@ -316,8 +317,8 @@ def replay(quick: bool, state_dir: Path) -> dict:
                 for k, (t, v) in enumerate(zip(test["time"], test["iaq"], strict=True)):
                     t = t.to_pydatetime()
                     series[t] = float(v)
-                    conn.execute("insert into stage.iaq_minutely (time, device_id, iaq) values (%s, %s, %s)",
-                                 (t, device, float(v)))
+                    conn.execute("insert into stage.iaq_minutely (time, device_id, iaq, is_interpolated)"
+                                 " values (%s, %s, %s, false)", (t, device, float(v)))
                     conn.execute("insert into stage.stg_sensor_readings (time, device_id, measure_name, value,"
                                  " _ingested_at) values (%s, %s, 'iaq', %s, %s)",
                                  (t, device, float(v), t + timedelta(seconds=20)))
