@@ -106,6 +106,14 @@
            ~ "in the same transaction: " ~ views | map(attribute='name') | join(', '), info=True) }}
   {%- endif -%}
   {% call statement('swap_keeping_dependants') -%}
+    {#- the dependent views first, outermost first, as a reader of a view locks them (view, then
+        what it reads: LOCK on a view locks its relations recursively); `drop ... cascade` alone
+        locked the table and then the views, the opposite order, and a reader of a view that
+        held the view and waited for the table was aborted as a deadlock -#}
+    {%- set plain_views = views | rejectattr('kind', 'equalto', 'm') | list | reverse | list %}
+    {%- if plain_views %}
+    lock table {% for v in plain_views %}{{ v.name }}{{ ", " if not loop.last }}{% endfor %} in access exclusive mode;
+    {%- endif %}
     drop {{ 'view' if existing.is_view else 'table' }} {{ existing }} cascade;
     alter {{ 'view' if intermediate.is_view else 'table' }} {{ intermediate }} rename to {{ adapter.quote(target.identifier) }};
     {%- for v in views %}

@@ -58,11 +58,13 @@ select
     device_id,
     horizon_minutes,
     count(*) as predictions,
-    avg(abs(error)) as mae,
-    sqrt(avg(error * error)) as rmse,
-    avg(error) as bias,
-    avg(abs(persistence_error)) as persistence_mae,
-    avg(abs(error)) / nullif(avg(abs(persistence_error)), 0) as mae_ratio,
+    -- averaged in numeric, whose sums are exact: a double's sum depends on the order PostgreSQL
+    -- feeds the rows, and a rebuild of the same forecasts came back different in the last bit
+    avg(abs(error)::numeric)::double precision as mae,
+    sqrt(avg((error * error)::numeric))::double precision as rmse,
+    avg(error::numeric)::double precision as bias,
+    avg(abs(persistence_error)::numeric)::double precision as persistence_mae,
+    (avg(abs(error)::numeric) / nullif(avg(abs(persistence_error)::numeric), 0))::double precision as mae_ratio,
     now() as computed_at
 from scored
 group by day, model_name, model_version, device_id, horizon_minutes

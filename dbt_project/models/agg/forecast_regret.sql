@@ -49,14 +49,15 @@ chosen as (
 
 system as (
     select day, count(*) as rounds, sum(devices) as device_forecasts, sum(points) as points,
-           sum(abs_error_sum) as abs_error
+           -- summed in numeric (exact, so independent of the row order; see forecast_accuracy)
+           sum(abs_error_sum::numeric)::double precision as abs_error
     from chosen
     group by day
 ),
 
 per_arm as (
     -- an arm counts for the day when it was scored on every point the published forecasts were
-    select sc.day, sc.arm, sum(sc.abs_error_sum) as abs_error, sum(sc.points) as points
+    select sc.day, sc.arm, sum(sc.abs_error_sum::numeric)::double precision as abs_error, sum(sc.points) as points
     from scores as sc
     join (select distinct issue_minute from chosen) as r on r.issue_minute = sc.issue_minute
     group by sc.day, sc.arm
