@@ -72,3 +72,19 @@ def start_throwaway_servers(state_dir: Path, mongo: bool = False, env: dict[str,
     cluster.apply_init_sql(settings)
     mongo_proc = mongo_server.start(settings, state_dir) if mongo else None
     return settings, cluster, mongo_proc
+
+
+def create_second_warehouse(settings, cluster, name: str):
+    """Another warehouse database on the same server, with the same schemas, roles and grants:
+    every warehouse init file after 01, as the platform's own init runs them."""
+    from iot_cli.localstack.postgres import init_sql_variables
+    from iot_core.connections import pg_connect
+
+    other = settings.model_copy(update={"warehouse_db": name})
+    with pg_connect("superuser", database="postgres", autocommit=True, settings=settings) as conn:
+        conn.execute(f"create database {name}")
+        conn.execute(f"revoke create, temporary on database {name} from public")
+        conn.execute(f"grant connect on database {name} to {settings.loader_user}, {settings.transformer_user}")
+        conn.execute(f"grant temporary on database {name} to {settings.transformer_user}")
+    cluster.apply_warehouse_sql(name, init_sql_variables(other))
+    return other

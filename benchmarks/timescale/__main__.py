@@ -32,29 +32,20 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, peak_rss_mb, start_throwaway_servers, timer, write_result
+from benchmarks.common import (
+    RESULTS_DIR,
+    create_second_warehouse,
+    peak_rss_mb,
+    start_throwaway_servers,
+    timer,
+    write_result,
+)
 
 log = logging.getLogger("benchmarks.timescale")
 
 UNCOMPRESSED_DB = "iot_warehouse_bench_rowstore"
 GOAL_RATIO = 1.2
 DECOMPRESSION_LIMIT = 1000
-
-
-def _create_second_warehouse(settings, cluster, name: str):
-    from iot_cli.localstack.postgres import init_sql_variables
-    from iot_core.connections import pg_connect
-
-    other = settings.model_copy(update={"warehouse_db": name})
-    with pg_connect("superuser", database="postgres", autocommit=True, settings=settings) as conn:
-        conn.execute(f"create database {name}")
-        conn.execute(f"revoke create, temporary on database {name} from public")
-        conn.execute(f"grant connect on database {name} to {settings.loader_user}, {settings.transformer_user}")
-        conn.execute(f"grant temporary on database {name} to {settings.transformer_user}")
-    # every warehouse init file after 01, as the platform's own init does (03_privacy.sql defines
-    # ops.research_id, which curated needs)
-    cluster.apply_warehouse_sql(name, init_sql_variables(other))
-    return other
 
 
 def _run_all_policy_jobs(settings) -> dict[str, int]:
@@ -166,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         assert timescaledb_present(settings), "the warehouse database did not get the extension"
         end = datetime.now(UTC).replace(second=0, microsecond=0)
         minute = timedelta(minutes=1)
-        sides = {"compressed": settings, "row_store": _create_second_warehouse(settings, cluster, UNCOMPRESSED_DB)}
+        sides = {"compressed": settings, "row_store": create_second_warehouse(settings, cluster, UNCOMPRESSED_DB)}
         result: dict = {"sizes": {"sensors": sensors, "users": users, "history_days": args.days,
                                   "rounds": args.rounds},
                         "timescaledb": None, "setup_s": {}}

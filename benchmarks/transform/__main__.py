@@ -25,26 +25,17 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.common import peak_rss_mb, start_throwaway_servers, timer, write_result
+from benchmarks.common import (
+    create_second_warehouse,
+    peak_rss_mb,
+    start_throwaway_servers,
+    timer,
+    write_result,
+)
 
 log = logging.getLogger("benchmarks.transform")
 
 SHORT_HISTORY_DB = "iot_warehouse_bench_1day"
-
-
-def _create_second_warehouse(settings, cluster, name: str):
-    """Another warehouse database on the same server, with the same schemas, roles and grants."""
-    from iot_cli.localstack.postgres import init_sql_variables
-    from iot_core.connections import pg_connect
-
-    other = settings.model_copy(update={"warehouse_db": name})
-    with pg_connect("superuser", database="postgres", autocommit=True, settings=settings) as conn:
-        conn.execute(f"create database {name}")
-        conn.execute(f"revoke create, temporary on database {name} from public")
-        conn.execute(f"grant connect on database {name} to {settings.loader_user}, {settings.transformer_user}")
-        conn.execute(f"grant temporary on database {name} to {settings.transformer_user}")
-    cluster.apply_warehouse_sql(name, init_sql_variables(other))
-    return other
 
 
 def _row_count(settings, table: str) -> int:
@@ -83,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         minute = timedelta(minutes=1)
         result: dict = {"sizes": {"sensors": sensors, "users": users, "history_days": days,
                                   "incremental_rounds": args.rounds}}
-        histories = {"1_day": _create_second_warehouse(settings, cluster, SHORT_HISTORY_DB),
+        histories = {"1_day": create_second_warehouse(settings, cluster, SHORT_HISTORY_DB),
                      f"{days}_days": settings}
         history_days = {"1_day": 1, f"{days}_days": days}
 
