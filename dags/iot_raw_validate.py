@@ -34,10 +34,8 @@ def iot_raw_validate():
     @task
     def validate_raw_increment() -> dict:
         from orchestration.asset_events import load_ids_of
-        from orchestration.dbt_tasks import lower_cpu_priority
         from quality import validate_raw_increment as run_checkpoint
 
-        lower_cpu_priority()
         load_ids = load_ids_of(get_current_context().get("triggering_asset_events"))
         # a manual run (no events) validates the newest load of each table
         return run_checkpoint(load_ids=load_ids or None)

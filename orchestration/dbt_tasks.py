@@ -2,8 +2,8 @@
 
 Orchestration code, so it lives here and not in ``dbt_project`` (which knows nothing of Airflow).
 
-One Airflow task per dbt model (``dbt run --select <model>``) followed by its tests
-(TestBehavior.AFTER_EACH), rendered from ``target/manifest.json`` (LoadMode.DBT_MANIFEST) so that
+One Airflow task per dbt model (``dbt build --select <model>``: the model, then its tests;
+TestBehavior.BUILD), rendered from ``target/manifest.json`` (LoadMode.DBT_MANIFEST) so that
 parsing a DAG file never runs dbt; the manifest is regenerated with ``dbt parse`` only when a
 model, macro or YAML file is newer than it. Connection settings reach dbt at *execution* time
 through :func:`export_dbt_env` (an ``on_execute_callback``), so no credential is written into the
@@ -72,30 +72,24 @@ def _manifest_fresh() -> bool:
     return MANIFEST_PATH.exists() and MANIFEST_PATH.stat().st_mtime >= _newest_source_mtime()
 
 
-# CPU priority of work off the hot path (cosmos model tasks, the data-quality checkpoint): on a
-# small machine it yields to extract -> stage -> forecast instead of sharing the cores evenly
-BACKGROUND_NICENESS = 10
-
-
-def lower_cpu_priority(context=None) -> None:
-    """Raise this task process's niceness to ``BACKGROUND_NICENESS`` (an ``on_execute_callback``)."""
-    current = os.nice(0)
-    if current < BACKGROUND_NICENESS:
-        os.nice(BACKGROUND_NICENESS - current)
-
-
 def export_dbt_env(context=None) -> None:
     """Before a cosmos model task runs dbt: the DBT_* connection environment into this process,
-    and background CPU priority (agg, curated and the master DAG are batch work)."""
+    and background priority for it and its database sessions (agg, curated and the master DAG
+    are batch work; this callback replaces the one of ``DEFAULT_ARGS``)."""
     from iot_core.settings import get_settings
+    from orchestration.background import run_as_batch_work
 
     os.environ.update(dbt_env(get_settings()))
-    lower_cpu_priority()
+    run_as_batch_work(context)
 
 
-def dbt_task_group(group_id: str, select: Sequence[str], exclude: Sequence[str] = (), test_behavior: str = "after_each",
+def dbt_task_group(group_id: str, select: Sequence[str], exclude: Sequence[str] = (), test_behavior: str = "build",
                    **kwargs):
-    """A cosmos ``DbtTaskGroup`` for the selection, e.g. ``dbt_task_group("stage", ["tag:stage"])``."""
+    """A cosmos ``DbtTaskGroup`` for the selection, e.g. ``dbt_task_group("stage", ["tag:stage"])``.
+
+    One task per model that runs ``dbt build`` on it (the model, then its tests; a failing test
+    fails the task), not a task per test as well: each task is a process and a dbt start-up,
+    seconds of CPU on a 2-core machine, and batch DAGs with twice the tasks missed their schedules."""
     from cosmos import (
         DbtTaskGroup,
         ExecutionConfig,

@@ -9,7 +9,8 @@ other DAG uses ``DEFAULT_ARGS`` and is batch. The difference:
   settings by :mod:`orchestration.pools`): batch tasks never take more than ``AIRFLOW_BATCH_SLOTS``
   executor slots, so the rest of ``AIRFLOW_PARALLELISM`` is always free for the hot path;
 * priority weight (absolute): when tasks wait for a slot, hot ones are queued first;
-* Celery queue: ``hot`` or ``batch``, each served by its own worker(s) (docs/operations.md).
+* Celery queue: ``hot`` or ``batch``, each served by its own worker(s) (docs/operations.md);
+* CPU: batch tasks and their PostgreSQL backends run at niceness 10 (orchestration/background.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+
+from orchestration.background import run_as_batch_work
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,12 @@ DEFAULT_ARGS = {
     "queue": BATCH_QUEUE,
     "priority_weight": BATCH_PRIORITY,
     "weight_rule": "absolute",  # not summed over downstream tasks: a long dbt chain stays batch
+    # niceness 10 for the task process and its PostgreSQL backends (orchestration/background.py)
+    "on_execute_callback": run_as_batch_work,
 }
 
-HOT_PATH_ARGS = {**DEFAULT_ARGS, "pool": HOT_POOL, "queue": HOT_QUEUE, "priority_weight": HOT_PRIORITY}
+HOT_PATH_ARGS = {**DEFAULT_ARGS, "pool": HOT_POOL, "queue": HOT_QUEUE, "priority_weight": HOT_PRIORITY,
+                 "on_execute_callback": None}
 
 
 class skip_until_ready:  # noqa: N801 - used as a context manager, named for what it does

@@ -98,6 +98,24 @@ def test_hot_path_tasks_have_their_own_pool_queue_and_go_first(dagbag):
     assert HOT_PATH_DAGS - {"iot_alerts"} <= set(dagbag.dags)
 
 
+def test_batch_tasks_yield_the_cpu_and_hot_tasks_do_not(dagbag):
+    """Every batch task lowers its priority and its database sessions' (run_as_batch_work, or
+    export_dbt_env which calls it); a hot task never does."""
+    from orchestration.background import run_as_batch_work
+    from orchestration.dbt_tasks import export_dbt_env
+
+    problems = []
+    for dag in _dags(dagbag):
+        hot = dag.dag_id in HOT_PATH_DAGS
+        for t in dag.tasks:
+            callbacks = t.on_execute_callback or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            yields = any(c in (run_as_batch_work, export_dbt_env) for c in callbacks)
+            if yields == hot:
+                problems.append(f"{dag.dag_id}.{t.task_id}: on_execute_callback {callbacks} ({'hot' if hot else 'batch'})")
+    assert not problems, "\n".join(problems)
+
+
 def test_pools_leave_the_hot_path_a_slot_whatever_batch_work_waits(monkeypatch):
     from iot_core.settings import Settings
     from orchestration.pools import pool_specs
