@@ -2,8 +2,9 @@
 ### iot_curated_transform
 
 Builds the research `curated` layer (dbt models tagged `curated`, docs/warehouse.md): only users
-who agreed to share with research, only data from their consent date on. One task per model with
-its tests right after it (astronomer-cosmos).
+who agreed to share with research, only data from their consent date on. One task per model
+(astronomer-cosmos) that runs `dbt build` on it: the model, then its tests (a failing test fails
+the task). Not a task per test: every task is a process and a dbt start-up on a 2-core machine.
 
 * **Schedule**: every 15 minutes. Research tables have no minute-level reader, so they are kept
   off the stage hot path (`iot_stage_transform`), where one cosmos task per model (a dbt start-up

@@ -51,12 +51,12 @@ def iot_master_dag():
         """Marks stage and agg as updated."""
 
     # each model task runs `dbt build` on its model (the model, then its tests; a failing test
-    # fails the task): half the tasks of separate test tasks, which the per-layer DAGs have
-    stage = dbt_task_group("stage", ["tag:stage"], test_behavior="build")
-    curated = dbt_task_group("curated", ["tag:curated"], test_behavior="build")
-    agg_daily = dbt_task_group("agg_daily", ["tag:daily"], test_behavior="build")
-    agg_weekly = dbt_task_group("agg_weekly", ["tag:weekly"], test_behavior="build")
-    agg_monthly = dbt_task_group("agg_monthly", ["tag:monthly"], test_behavior="build")
+    # fails the task): half the tasks of separate test tasks
+    stage = dbt_task_group("stage", ["tag:stage"])
+    curated = dbt_task_group("curated", ["tag:curated"])
+    agg_daily = dbt_task_group("agg_daily", ["tag:daily"])
+    agg_weekly = dbt_task_group("agg_weekly", ["tag:weekly"])
+    agg_monthly = dbt_task_group("agg_monthly", ["tag:monthly"])
     validate(extract()) >> stage >> [curated, agg_daily]
     agg_daily >> agg_weekly >> agg_monthly
     [curated, agg_monthly] >> done()

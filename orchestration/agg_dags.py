@@ -31,7 +31,8 @@ def _doc(c: Cadence) -> str:
 ### iot_agg_transform_{c.grain}
 
 Builds the {c.grain} aggregates of the `agg` schema (dbt models tagged `{c.grain}`, see
-docs/warehouse.md): one task per model with its tests right after it (astronomer-cosmos).
+docs/warehouse.md): one task per model (astronomer-cosmos) that runs `dbt build` on it, the model
+then its tests.
 
 * **Schedule**: cron `{c.cron}` in the Airflow timezone, i.e. {c.period_end}, so the closing
   run of a period sees all of it. Every run recomputes *whole* periods that received new data
