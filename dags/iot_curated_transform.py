@@ -18,7 +18,7 @@ import pendulum
 from airflow.sdk import dag
 
 from orchestration.dbt_tasks import dbt_task_group
-from orchestration.defaults import DEFAULT_ARGS
+from orchestration.defaults import batch_args
 
 
 @dag(
@@ -27,7 +27,7 @@ from orchestration.defaults import DEFAULT_ARGS
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=batch_args(schedule_minutes=15),
     tags=["transform", "dbt", "curated"],
     doc_md=__doc__,
 )

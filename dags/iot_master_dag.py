@@ -17,7 +17,7 @@ from airflow.sdk import dag, task
 
 from orchestration.assets import AGG_ASSET, IAQ_MINUTELY_ASSET, STAGE_ASSET
 from orchestration.dbt_tasks import dbt_task_group
-from orchestration.defaults import DEFAULT_ARGS
+from orchestration.defaults import batch_args
 
 
 @dag(
@@ -26,7 +26,7 @@ from orchestration.defaults import DEFAULT_ARGS
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=batch_args(schedule_minutes=60),
     tags=["master", "extract", "transform", "dbt"],
     doc_md=__doc__,
 )

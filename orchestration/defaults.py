@@ -8,7 +8,8 @@ other DAG uses ``DEFAULT_ARGS`` and is batch. The difference:
 * pool: ``hot`` or ``batch`` (created by the stack and compose's airflow-init, sized from the
   settings by :mod:`orchestration.pools`): batch tasks never take more than ``AIRFLOW_BATCH_SLOTS``
   executor slots, so the rest of ``AIRFLOW_PARALLELISM`` is always free for the hot path;
-* priority weight (absolute): when tasks wait for a slot, hot ones are queued first;
+* priority weight (absolute): when tasks wait for a slot, hot ones are queued first, then batch
+  ones in order of how often their DAG runs (:func:`batch_args`);
 * Celery queue: ``hot`` or ``batch``, each served by its own worker(s) (docs/operations.md);
 * CPU: batch tasks and their PostgreSQL backends run at niceness 10 (orchestration/background.py).
 """
@@ -73,6 +74,18 @@ DEFAULT_ARGS = {
     # niceness 10 for the task process and its PostgreSQL backends (orchestration/background.py)
     "on_execute_callback": run_as_batch_work,
 }
+
+
+
+def batch_args(schedule_minutes: int) -> dict:
+    """``DEFAULT_ARGS`` for a batch DAG that runs every ``schedule_minutes``: batch tasks waiting
+    for a slot go in order of how soon their DAG runs again (earliest deadline first), every 15
+    minutes (curated) before hourly (master) before daily and weekly work (agg, exports, training),
+    all after the hot path. With one weight for all batch work a curated run queued behind a
+    weekly training, a daily export and three agg DAGs, and took 3-15 minutes for 2 models."""
+    weight = BATCH_PRIORITY + (2 if schedule_minutes <= 15 else 1 if schedule_minutes <= 60 else 0)
+    return {**DEFAULT_ARGS, "priority_weight": weight}
+
 
 HOT_PATH_ARGS = {**DEFAULT_ARGS, "pool": HOT_POOL, "queue": HOT_QUEUE, "priority_weight": HOT_PRIORITY,
                  "on_execute_callback": None}
