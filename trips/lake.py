@@ -48,6 +48,7 @@ class Lake:
             if not self.base:
                 raise ValueError(f"S3 lake root needs a bucket: {root!r}")
             endpoint = s3_endpoint or configured_s3_endpoint()
+            self._endpoint = _endpoint_url(endpoint)
             self._fs = _s3_filesystem(endpoint)  # pyarrow's: writes the day's file, the DAG's parts
             self._objects = None
             self.root = f"s3://{self.base}"
@@ -84,6 +85,12 @@ class Lake:
         return self._reader_path(self._fs_path(self.output_relpath(day)))
 
     # -- listing ------------------------------------------------------------------------------
+    def s3_client(self):
+        """A builder of the botocore client an S3 lake's objects are fetched with (see trips.s3_objects)."""
+        from trips.s3_objects import botocore_client
+
+        return botocore_client(self._endpoint, _region())
+
     @property
     def objects(self) -> S3Objects:
         """The S3 lake's objects as DuckDB reads them (listings, objects fetched ahead; see trips.s3_objects)."""
@@ -91,7 +98,7 @@ class Lake:
             from trips.s3_objects import S3Objects
 
             self._objects = S3Objects(self._fs, concurrency=configured_s3_concurrency(),
-                                      budget_bytes=configured_s3_cache_mb() << 20)
+                                      budget_bytes=configured_s3_cache_mb() << 20, client=self.s3_client())
         return self._objects
 
     def day_files(self, device: str, message: str, day: date) -> list[str] | None:
@@ -284,13 +291,24 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
+def _endpoint_url(endpoint: str | None) -> str | None:
+    """scheme://host[:port] of an S3-compatible endpoint (https when it names none), None for AWS."""
+    if not endpoint:
+        return None
+    scheme, _, host = endpoint.partition("://")
+    if not host:
+        scheme, host = "https", endpoint
+    return f"{scheme}://{host.rstrip('/')}"
+
+
 def _s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
     import pyarrow.fs as pafs
 
-    kwargs: dict = {"region": _region()}
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        if not host:
-            scheme, host = "https", endpoint
-        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+    # allow_delayed_open: an object written in one part is uploaded with one PUT (else a multipart
+    # upload: 3 requests); a failed upload is then raised when the stream is closed, which every writer
+    # here does before it reports the file written
+    kwargs: dict = {"region": _region(), "allow_delayed_open": True}
+    if url := _endpoint_url(endpoint):
+        scheme, _, host = url.partition("://")
+        kwargs.update(endpoint_override=host, scheme=scheme)
     return pafs.S3FileSystem(**kwargs)

@@ -10,15 +10,21 @@ its size and its modification time, then reads the footer, then the data. Here:
   (:meth:`S3Objects.reading`); their objects are fetched by ``concurrency`` threads, one GET each
   (a file's last 64 KiB when only its footer is needed and it is larger than 1 MiB), and DuckDB's reads
   are served from memory. A file not named ahead is fetched when DuckDB opens it.
-- **Bounded memory**: the fetched objects never hold more than ``budget_bytes`` (fetching ahead waits
-  for room). An object is released once DuckDB has moved on to a later file of the same query, or the
-  query ends, and then only when room is needed (least recently used first), so an object read by
-  several queries of a day is usually fetched once. An object larger than a quarter of the budget is
-  never held whole: DuckDB's reads of it become ranged GETs.
+- **Bounded memory**: objects fetched ahead never take the held bytes over ``budget_bytes`` (fetching
+  ahead waits for room); only an object DuckDB waits for may go over it, by itself: DuckDB reads one
+  object at a time per reading thread (one per slice, see trips.summary), so the bytes held never exceed
+  the budget plus the object each reading thread is on. An object is *done* once its reading thread
+  has opened another one, or its query ends; done objects are released when room is needed (least
+  recently used first), so an object read by several queries of a day is usually fetched once. To make
+  room for an object DuckDB waits for, objects fetched ahead and not opened yet are released too (those
+  fetched for later queries first; their plans fetch them again when there is room), and the next
+  query's objects displace those fetched for queries after it. An object larger than a quarter of the
+  budget is never held whole: DuckDB's reads of it become ranged GETs.
 
-Requests go through pyarrow's S3 filesystem (the lake's; credentials and region from the standard AWS
-variables). It sends a HEAD before each GET; botocore would not, but importing it and building its
-client cost 1.5-2 s of a job that takes a few seconds. The HEADs are in flight together with the GETs.
+Objects are fetched with botocore when it is installed (one GET per object: the listing gave its size;
+its client is built on a pool thread while the folders are listed) and otherwise through pyarrow's S3
+filesystem (the lake's), which sends a HEAD before each GET. Credentials and region come from the
+standard AWS variables and files in both.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fsspec import AbstractFileSystem
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pyarrow.fs as pafs
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,7 @@ class _Entry:
     data: bytes | None = None
     error: BaseException | None = None
     done: bool = False              # the query that asked for it has moved past it: may be released
+    opened: bool = False            # DuckDB has opened it (else: fetched ahead, not read yet)
 
 
 class _Plan:
@@ -75,7 +84,10 @@ class S3Objects(AbstractFileSystem):
     protocol = "s3"
     cachable = False  # fsspec would otherwise share one instance between lakes with equal arguments
 
-    def __init__(self, fs: pafs.S3FileSystem, concurrency: int = 32, budget_bytes: int = 256 << 20):
+    def __init__(self, fs: pafs.S3FileSystem, concurrency: int = 32, budget_bytes: int = 256 << 20,
+                 client: Callable[[int], Any] | None = None):
+        """``client``: builds a botocore S3 client for ``concurrency`` connections (see botocore_client), or
+        returns None; without it (or when it returns None) objects are fetched through ``fs``."""
         super().__init__()
         self.concurrency, self.budget = max(1, concurrency), max(1, budget_bytes)
         self._fs = fs
@@ -86,9 +98,14 @@ class S3Objects(AbstractFileSystem):
         self._held = 0                                            # bytes of the entries (fetched or on the way)
         self._plans: deque[_Plan] = deque()                       # active, served in turn
         self._plan_of: dict[str, tuple[_Plan, int]] = {}
+        self._read_whole: dict[str, int] = {}                     # path -> active plans reading its data
         self._demand: deque[tuple[str, _Entry]] = deque()         # opened by DuckDB, not fetched: first
         self._running = 0                                         # fetches on the threads
+        self._current: dict[int, _Entry] = {}                     # reading thread -> the object it is on
         self.stats = {"gets": 0, "bytes": 0, "lists": 0, "heads": 0, "ranged_reads": 0}
+        # built on a pool thread while the first folders are listed (botocore's import and client take
+        # about 0.3 s); every GET waits for it
+        self._client = self._pool.submit(client, self.concurrency) if client is not None else None
 
     # -- listing ------------------------------------------------------------------------------------
     def list_folders(self, folders: list[str]) -> list[list[str] | None]:
@@ -168,6 +185,8 @@ class S3Objects(AbstractFileSystem):
         with self._lock:
             for index, path in enumerate(plan.paths):
                 self._plan_of[path] = (plan, index)
+                if not footers_only:
+                    self._read_whole[path] = self._read_whole.get(path, 0) + 1
             self._plans.append(plan)
             self._dispatch()
         try:
@@ -175,12 +194,19 @@ class S3Objects(AbstractFileSystem):
         finally:
             with self._lock:
                 for path in plan.paths:
+                    if not footers_only:
+                        self._read_whole[path] -= 1
+                        if not self._read_whole[path]:
+                            del self._read_whole[path]
                     if self._plan_of.get(path, (None,))[0] is plan:
                         del self._plan_of[path]
                         entry = self._entries.get(path)
                         if entry is not None:
                             entry.done = True
                 self._plans.remove(plan)
+                # the query run inside the block has ended: the object its thread read last is done
+                if (current := self._current.pop(threading.get_ident(), None)) is not None:
+                    current.done = True
                 self._dispatch()
 
     def _wanted(self, path: str, footers_only: bool) -> tuple[int, int] | None:
@@ -188,7 +214,9 @@ class S3Objects(AbstractFileSystem):
         size = self._listed[path].size if path in self._listed else None
         if size is None:
             return None
-        if footers_only and size > WHOLE_BELOW:
+        if footers_only and size > WHOLE_BELOW and (size > self.budget // 4 or path not in self._read_whole):
+            # only the footer: unless a plan (the slice's, fetching ahead) reads the data too, which
+            # would fetch the whole object a second time
             start, length = max(0, size - TAIL_BYTES), min(size, TAIL_BYTES)
         elif size > self.budget // 4:
             return None  # read by ranges when DuckDB asks
@@ -216,7 +244,7 @@ class S3Objects(AbstractFileSystem):
             if wanted is None:
                 plan.next += 1
                 continue
-            if not self._make_room(wanted[1]):
+            if not self._make_room(wanted[1], plan.rank):
                 return   # again when DuckDB moves on, or a query ends
             plan.next += 1
             self._launch(path, self._new_entry(path, *wanted))
@@ -247,18 +275,41 @@ class S3Objects(AbstractFileSystem):
         self._running += 1
         self._pool.submit(self._fetch, path, entry)
 
-    def _make_room(self, length: int) -> bool:
+    def _make_room(self, length: int, rank: int | None = None) -> bool:
+        """Release objects until ``length`` more bytes fit in the budget; True when they fit. First the
+        done objects (least recently used first), then objects fetched ahead that DuckDB has not opened
+        yet: for a plan of ``rank``, those of plans served after it; for an object DuckDB waits for
+        (``rank`` None), any (the latest plans' first, the last fetched first). A plan whose object is
+        released fetches it again when there is room."""
         if self._held + length <= self.budget:
             return True
         for path, entry in list(self._entries.items()):
             # a file object still reading a released entry keeps its bytes (DuckDB drops its file
             # objects without closing them, so open handles cannot be counted)
             if entry.done and entry.ready.is_set():
-                del self._entries[path]
-                self._held -= entry.length
+                self._release(path, entry)
                 if self._held + length <= self.budget:
                     return True
+        ahead = []
+        for recency, (path, entry) in enumerate(self._entries.items()):
+            if entry.ready.is_set() and not entry.opened and entry.error is None:
+                planned = self._plan_of.get(path)
+                owner = planned[0].rank if planned else float("inf")
+                if rank is None or owner > rank:
+                    ahead.append((owner, recency, path, entry))
+        for _, _, path, entry in sorted(ahead, key=lambda a: (a[0], a[1]), reverse=True):
+            self._release(path, entry)
+            if (planned := self._plan_of.get(path)) is not None:
+                plan, index = planned
+                if index >= plan.cursor:
+                    plan.next = min(plan.next, index)
+            if self._held + length <= self.budget:
+                return True
         return self._held + length <= self.budget
+
+    def _release(self, path: str, entry: _Entry) -> None:
+        del self._entries[path]
+        self._held -= entry.length
 
     def _fetch(self, path: str, entry: _Entry) -> None:
         try:
@@ -285,8 +336,28 @@ class S3Objects(AbstractFileSystem):
 
     def _get(self, path: str, start: int, length: int | None) -> bytes:
         """Bytes of an object: from ``start``, ``length`` of them (None: to its end)."""
-        with self._fs.open_input_file(path) as file:
-            data = file.read_at(file.size() - start if length is None else length, start)
+        client = self._client.result() if self._client is not None else None
+        if client is None:   # pyarrow: a HEAD (the object's size), then the GET
+            with self._fs.open_input_file(path) as file:
+                data = file.read_at(file.size() - start if length is None else length, start)
+            self._count("gets", len(data))
+            self._count("heads")
+            return data
+        if length == 0 or (start and length is None and start >= self._meta(path).size):
+            return b""   # S3 answers a range outside the object (e.g. of an empty one) with an error
+        bucket, _, key = path.partition("/")
+        extra = {}
+        if start or length is not None:
+            extra["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
+        try:
+            response = client.get_object(Bucket=bucket, Key=key, **extra)
+            data = response["Body"].read()
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""    # a range starting at or past the end (an empty object's first byte)
+            raise OSError(str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - connection errors and the like: what pyarrow would raise
+            raise OSError(str(exc)) from exc
         self._count("gets", len(data))
         return data
 
@@ -301,21 +372,31 @@ class S3Objects(AbstractFileSystem):
         for an object too large to hold whole."""
         with self._lock:
             entry = self._entries.get(path)
-            if entry is None:
-                wanted = self._wanted(path, footers_only=False)
-                if wanted is None:
-                    return None
-                self._make_room(wanted[1])
-                entry = self._new_entry(path, *wanted)   # may go over the budget by this one object
-                self._demand.append((path, entry))
-            self._entries.move_to_end(path)
+            # A reading thread reads one object at a time (it may come back to one: a query over files
+            # of several schemas reads every footer first): the object it opened before is done.
+            previous = self._current.pop(threading.get_ident(), None)
+            if previous is not None and previous is not entry:
+                previous.done = True
             planned = self._plan_of.get(path)
             if planned:   # DuckDB reads a query's files in order: the earlier ones are done
                 plan, index = planned
                 for earlier in plan.paths[plan.cursor:index]:
-                    if (e := self._entries.get(earlier)) is not None:
+                    if (e := self._entries.get(earlier)) is not None and not e.opened:
                         e.done = True
                 plan.cursor = max(plan.cursor, index)
+            if entry is None:
+                wanted = self._wanted(path, footers_only=False)
+                if wanted is None:
+                    self._dispatch()
+                    return None
+                # after the objects this thread is done with: only they and objects fetched ahead
+                # make room, so the budget is exceeded by this object at most
+                self._make_room(wanted[1])
+                entry = self._new_entry(path, *wanted)
+                self._demand.append((path, entry))
+            entry.opened, entry.done = True, False
+            self._current[threading.get_ident()] = entry
+            self._entries.move_to_end(path)
             self._dispatch()
         entry.ready.wait()
         if entry.error is not None:
@@ -324,6 +405,28 @@ class S3Objects(AbstractFileSystem):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def botocore_client(endpoint: str | None, region: str) -> Callable[[int], Any]:
+    """A builder of the botocore S3 client S3Objects fetches objects with (``endpoint``: an S3-compatible
+    server, None for AWS), or of None when botocore is not installed (pyarrow then fetches them). Retries
+    as pyarrow's client makes them (3 attempts); no checksum of whole objects computed on the way."""
+
+    def build(connections: int):
+        try:
+            import botocore.session
+            from botocore.config import Config
+        except ImportError:
+            log.info("botocore is not installed: S3 objects are fetched through pyarrow (a HEAD before each GET)")
+            return None
+        config = Config(max_pool_connections=connections, retries={"max_attempts": 3, "mode": "standard"},
+                        response_checksum_validation="when_required",
+                        # an S3-compatible server on a host of its own is addressed as pyarrow does
+                        s3={"addressing_style": "path"} if endpoint else None)
+        return botocore.session.get_session().create_client("s3", region_name=region, endpoint_url=endpoint,
+                                                            config=config)
+
+    return build
 
 
 class _ObjectFile:

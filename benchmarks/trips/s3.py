@@ -35,7 +35,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS_DIR, write_result
 from benchmarks.trips.s3_proxy import DelayProxy
-from benchmarks.trips.shared import BASELINE, DAY, config_file, generate, median_run, run_timed
+from benchmarks.trips.shared import BASELINE, DAY, PROJECT_ROOT, config_file, generate, median_run, run_timed
 
 BUCKET, PREFIX = "bench-lake", "lake"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -81,14 +81,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.fs as pafs
 
+from trips.s3_objects import botocore_client
+
 endpoint, root, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fs = pafs.S3FileSystem(endpoint_override=endpoint.split("://")[1], scheme="http", region="us-east-1")
 infos = [i for i in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if i.type == pafs.FileType.File]
+client = botocore_client(endpoint, "us-east-1")(threads)
 
 
 def fetch(info):
-    with fs.open_input_file(info.path) as file:
-        return len(file.read_at(info.size, 0))
+    if client is None:   # as the job without botocore: a HEAD, then the GET
+        with fs.open_input_file(info.path) as file:
+            return len(file.read_at(info.size, 0))
+    bucket, _, key = info.path.partition("/")   # as the job: one GET (the listing gave the size)
+    return len(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 start = time.perf_counter()
@@ -96,15 +102,17 @@ with ThreadPoolExecutor(threads) as pool:
     size = sum(pool.map(fetch, infos))
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"objects": len(infos), "bytes": size, "wall_s": round(time.perf_counter() - start, 3),
-                  "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}))
+                  "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "head_per_object": client is None}))
 """
 
 
 def _fetch_floor(endpoint: str, threads: int) -> dict:
-    """Every object of the lake fetched once, ``threads`` at a time, by a fresh process (pyarrow, as the
-    job fetches them): what the server needs merely to hand out the lake's bytes, with the latency."""
+    """Every object of the lake fetched once, ``threads`` at a time, by a fresh process (as the job fetches
+    them: one GET each with botocore, else pyarrow's HEAD and GET): what the server needs merely to hand
+    out the lake's bytes, with the latency."""
     done = subprocess.run([sys.executable, "-c", _FETCH_FLOOR, endpoint, f"{BUCKET}/{PREFIX}", str(threads)],
-                          capture_output=True, text=True, check=True, env={**os.environ, **CREDENTIALS})
+                          capture_output=True, text=True, check=True, env={**os.environ, **CREDENTIALS},
+                          cwd=PROJECT_ROOT)
     return json.loads(done.stdout)
 
 
