@@ -13,7 +13,7 @@ once at the start (its latest interval, or a trigger when it was on already), so
 time; during the run a second connection, as the read-only analyst, queries every table and view of
 ``stage``, ``agg``, ``curated`` and ``ml`` once a second and counts the errors (goal 0, e.g. a view
 dropped by a rebuild); at the end every failed task instance since the start is listed with its
-error (goal 0). JSON in benchmarks/results/forecast_freshness[_all_dags].json, plot beside it.
+error (goal 0). JSON in benchmarks/results/forecast_freshness[_all_dags][_celery].json, plot beside it.
 
 Run it on a stack of your own (`make up` with an IOT_ENV_FILE giving other ports and LOCAL_DIR, see
 docs/operations.md) after `make demo` (models in MLflow, a week of data).
@@ -342,7 +342,8 @@ def run_freshness(args, result: dict) -> int:
     from iot_core.settings import get_settings
 
     result["executor"] = celery_mode.executor_name(get_settings())
-    name = f"{NAME}_freshness" + ("_all_dags" if getattr(args, "all_dags", False) else "")
+    name = f"{NAME}_freshness" + ("_all_dags" if getattr(args, "all_dags", False) else "") \
+        + ("_celery" if result["executor"] == "CeleryExecutor" else "")
     path = write_result(name, result)
     plot(result["freshness"], path.with_suffix(".png"))
     met = result["freshness"]["goal_met"]
