@@ -14,7 +14,8 @@ with that message elsewhere. Four days of readings of three air-quality sensors 
 4. retention drops the oldest stage chunks and the aggregates keep their rows, also after the next
    agg run; a --full-refresh of an aggregate is refused then;
 5. the erasure of a user leaves nothing, also in compressed chunks;
-6. a failing background job is recorded in ops.timescaledb_job_errors.
+6. a failing background job is recorded in ops.timescaledb_job_errors;
+7. the stage checks of a new minute plan no compressed chunk of the readings.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ DAYS = 4
 LOADED_AT = BASE + timedelta(days=DAYS, hours=1)
 SENSORS = ("aq1", "aq2", "aq3")
 PLAIN_DB = "iot_warehouse_dbt_plain"
+# the newest minute of the stage-checks test
+SECOND_NEW_MINUTE = BASE + timedelta(days=DAYS - 1, hours=23, minutes=57)
 STAGE_HYPERTABLES = ("stg_sensor_readings", "iaq_minutely", "stg_heart_rate", "stg_steps")
 
 
@@ -405,3 +408,48 @@ def test_policy_jobs_run_and_a_failing_job_is_recorded_in_ops(ts):
         with pg_connect("transformer", settings=ts, autocommit=True) as conn:
             conn.execute("select delete_job(%s)", (job,))
             conn.execute("delete from ops.timescaledb_job_errors where job_id = %s", (job,))
+
+
+def _compressed_chunks_planned(settings, model: str, tmp_path) -> list[str]:
+    """The compressed chunks of stage.stg_sensor_readings the plan of ``model``'s compiled
+    incremental SELECT may read
+    (DecompressChunk nodes, ColumnarScan in newer releases). Chunks excluded by constant bounds
+    are not in the plan at all; one excluded only at run time depends on the plan chosen."""
+    result = run_dbt(["compile", "--select", model, "--target-path", str(tmp_path)], settings=settings)
+    assert result.success, result.failed_nodes()
+    sql = next(tmp_path.glob(f"compiled/**/{model}.sql")).read_text()
+    with pg_connect("transformer", settings=settings) as conn:
+        plan = conn.execute("explain (format json) " + sql).fetchone()[0]
+        conn.rollback()  # nothing of the compile's bookkeeping is kept
+    planned = []
+
+    def walk(node):
+        if node.get("Custom Plan Provider") in ("DecompressChunk", "ColumnarScan"):  # renamed in 2.2x
+            planned.append(str(node.get("Relation Name") or node.get("Alias")))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    of_readings = {name for (name,) in q(settings, "select chunk_name from timescaledb_information.chunks "
+                                                   "where hypertable_schema = 'stage' "
+                                                   "and hypertable_name = 'stg_sensor_readings'")}
+    return [name for name in planned if name in of_readings]
+
+
+def test_the_stage_checks_read_no_compressed_history_for_a_new_minute(ts, tmp_path):
+    """The anti-join of stg_sensor_readings (first delivery wins) and stg_rejects' join to the kept
+    values (conflicting re-sends) matched on `time` with no constant bound, so every compressed
+    chunk of history was decompressed and scanned for one new minute (stg_rejects once took 29 s
+    instead of 0.5 s). Bounded by the batch's time range as constants, their plans hold none.
+    (stg_rejects' joins to the kept heart rates and steps are not bounded yet: issue 18's note.)"""
+    _compress_all_but_newest(ts)
+    # last in this module: its readings are ingested after every other test's (a model's cursor
+    # is its newest ingestion time). A run for one minute first, so the look-back (by ingestion
+    # time) no longer reaches the history, ingested at once; then the next minute, as the hot
+    # path sees it
+    first, second = SECOND_NEW_MINUTE - timedelta(minutes=1), SECOND_NEW_MINUTE
+    add_readings(ts, [(dev, first) for dev in SENSORS], LOADED_AT + timedelta(days=4), "minute-before")
+    assert run_dbt(["run", "--select", "tag:stage"], settings=ts).success
+    add_readings(ts, [(dev, second) for dev in SENSORS], LOADED_AT + timedelta(days=5), "second-minute")
+    for model in ("stg_sensor_readings", "stg_rejects"):
+        assert _compressed_chunks_planned(ts, model, tmp_path / model) == [], model

@@ -21,8 +21,11 @@
   {%- do kept.update({name: execute and load_relation(relation) is not none}) -%}
 {%- endfor %}
 
+{#- one window for the checks and the bounds of the join to the kept readings below -#}
+{%- set air_quality_window = source_window('air_quality', source('raw', 'air_quality')) %}
+
 with air_quality as (
-    {{ air_quality_checked(source_filter=source_window('air_quality', source('raw', 'air_quality'))) }}
+    {{ air_quality_checked(source_filter=air_quality_window) }}
 ),
 
 wearable_samples as (
@@ -53,6 +56,7 @@ rejects as (
     from air_quality as a
     join {{ ref('stg_sensor_readings') }} as kept
       on kept.device_id = a.device_id and kept.measure_name = a.measure_name and kept.time = a.time
+     and {{ air_quality_time_bounds(air_quality_window, 'kept.time') }}
     where a.reject_reason is null and kept.value is distinct from a.value
     {%- endif %}
     union all

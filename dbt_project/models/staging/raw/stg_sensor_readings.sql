@@ -16,8 +16,10 @@
     ],
 ) }}
 
+{%- set source_filter = ingested_since() %}
+
 with checked as (
-    {{ air_quality_checked(source_filter=ingested_since(), only_passing=true) }}
+    {{ air_quality_checked(source_filter=source_filter, only_passing=true) }}
 )
 
 select c.time, c.device_id, c.measure_name, c.value, c._ingested_at
@@ -26,5 +28,6 @@ from checked as c
 where not exists (
     select 1 from {{ this }} as kept
     where kept.device_id = c.device_id and kept.measure_name = c.measure_name and kept.time = c.time
+      and {{ air_quality_time_bounds(source_filter, 'kept.time') }}
 )
 {% endif %}
