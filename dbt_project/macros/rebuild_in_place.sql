@@ -106,13 +106,16 @@
            ~ "in the same transaction: " ~ views | map(attribute='name') | join(', '), info=True) }}
   {%- endif -%}
   {% call statement('swap_keeping_dependants') -%}
-    {#- the dependent views first, outermost first, as a reader of a view locks them (view, then
-        what it reads: LOCK on a view locks its relations recursively); `drop ... cascade` alone
-        locked the table and then the views, the opposite order, and a reader of a view that
-        held the view and waited for the table was aborted as a deadlock -#}
+    {#- A reader of a view locks the view, then what it reads. So the swap takes every view
+        before any table: it drops them by name, outermost first (DROP VIEW locks the view only).
+        `drop table ... cascade` alone locked the table, then the views; `lock table` on the
+        views locked the first view and, recursively, its tables before the next view: either
+        way a reader holding a view and waiting for the table deadlocked with the swap, and one
+        of them was aborted. Materialized views are left to the cascade: their readers do not
+        lock what they were built from. -#}
     {%- set plain_views = views | rejectattr('kind', 'equalto', 'm') | list | reverse | list %}
     {%- if plain_views %}
-    lock table {% for v in plain_views %}{{ v.name }}{{ ", " if not loop.last }}{% endfor %} in access exclusive mode;
+    drop view {% for v in plain_views %}{{ v.name }}{{ ", " if not loop.last }}{% endfor %} cascade;
     {%- endif %}
     drop {{ 'view' if existing.is_view else 'table' }} {{ existing }} cascade;
     alter {{ 'view' if intermediate.is_view else 'table' }} {{ intermediate }} rename to {{ adapter.quote(target.identifier) }};

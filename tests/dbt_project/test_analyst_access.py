@@ -210,3 +210,57 @@ def test_a_column_change_recreates_the_dependent_views_in_the_same_transaction(w
     assert q(warehouse, "select obj_description('agg.agg_latest_reading'::regclass, 'pg_class')")[0][0] == comment
     assert q(warehouse, "select count(*) from agg.agg_latest_reading where device_id = 'aq14'", role="analyst")[0][0] == 7
     assert q(warehouse, "select count(*) from agg.agg_latest_reading", role="api")[0][0] > 0
+
+
+@pytest.mark.parametrize("held_view", ["agg.agg_latest_reading", "agg.agg_sensor_avg_last_30min"])
+def test_a_swap_waiting_for_a_view_holds_none_of_the_tables_its_readers_need(warehouse, held_view):
+    """A reader of a view locks the view, then the tables it reads. A swap that locked the table
+    (or one view and, through it, the tables) before it had every view deadlocked with a reader
+    caught between its two steps, and one of them was aborted (CI, 2026-12-07: the dim_devices
+    build). Here a session holds one view only, as such a reader does, then reads the table."""
+    with pg_connect("transformer", settings=warehouse, autocommit=True) as conn:
+        conn.execute("alter table stage.dim_devices add column if not exists retired_flag boolean")
+    failures: list[BaseException] = []
+
+    def rebuild() -> None:
+        try:
+            build(select=["dim_devices"], settings=warehouse)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            failures.append(e)
+
+    with pg_connect("superuser", settings=warehouse) as reader:
+        reader.execute("set lock_timeout = '20s'")
+        # any lock on the view alone stands for the reader's first step (a comment takes one and
+        # leaves the tables alone); rolled back below, so the comment does not change
+        reader.execute(f"comment on view {held_view} is 'held'")
+        swap = threading.Thread(target=rebuild, daemon=True)
+        swap.start()
+        deadline = time.monotonic() + 120
+        while not q(warehouse, "select 1 from pg_locks where not granted and relation = %s::regclass", held_view):
+            assert swap.is_alive() and time.monotonic() < deadline, failures or "the swap never waited for the view"
+            time.sleep(0.2)
+        reader.execute("select count(*) from stage.dim_devices").fetchall()  # the reader's second step
+        reader.rollback()
+    swap.join(120)
+    assert failures == []
+    assert q(warehouse, "select count(*) from agg.agg_latest_reading where device_id = 'aq14'",
+             role="analyst")[0][0] == 7
+
+
+def test_a_swap_recreates_nested_views_and_materialized_views_with_their_rows(warehouse):
+    """Views on views and materialized views someone added over a table model survive its swap."""
+    with pg_connect("transformer", settings=warehouse, autocommit=True) as conn:
+        conn.execute("create view agg.test_latest_aq14 as select * from agg.agg_latest_reading where device_id = 'aq14'")
+        conn.execute("create view agg.test_latest_aq14_count as select count(*) as n from agg.test_latest_aq14")
+        conn.execute("create materialized view stage.test_device_kinds as "
+                     "select kind, count(*) as n from stage.dim_devices group by kind")
+        conn.execute("alter table stage.dim_devices add column if not exists retired_flag boolean")
+    kinds = q(warehouse, "select * from stage.test_device_kinds order by 1")
+    try:
+        build(select=["dim_devices"], settings=warehouse)
+        assert q(warehouse, "select n from agg.test_latest_aq14_count") == [(7,)]
+        assert q(warehouse, "select * from stage.test_device_kinds order by 1") == kinds
+    finally:
+        with pg_connect("transformer", settings=warehouse, autocommit=True) as conn:
+            conn.execute("drop view if exists agg.test_latest_aq14 cascade")
+            conn.execute("drop materialized view if exists stage.test_device_kinds")
