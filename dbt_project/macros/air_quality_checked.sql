@@ -95,28 +95,3 @@ select source_id, device_id, sent_ts, time, measure_name, value, _ingested_at, r
 from checked
 {% endif %}
 {% endmacro %}
-
-{#- A condition bounding `column` (a reading time of a stage hypertable read beside the batch,
-    e.g. `kept.time`) to the times of the plausible readings that `source_filter` selects from
-    raw.air_quality, as constants found before the model's SQL is written. With TimescaleDB, a
-    join or anti-join against the kept readings on `time = batch.time` has no constant bound, so
-    every compressed chunk of history was decompressed and scanned for one new minute (the
-    stage's rejects took 29 s instead of 0.5 s after compression); with the bounds only the
-    chunks the batch can touch are read. Readings the checks refuse for their time (before 2000,
-    in the future) are left out so they cannot widen the range. Plain PostgreSQL probes its
-    index either way: there the condition is `true` and no query runs. -#}
-{% macro air_quality_time_bounds(source_filter, column) -%}
-  {%- if not (execute and timescaledb_enabled()) -%}
-    true
-  {%- else -%}
-    {%- set span = run_query(
-          "select min(ts_utc)::text, max(ts_utc)::text from " ~ source('raw', 'air_quality')
-          ~ " where (" ~ source_filter ~ ") and ts_utc >= " ~ contract_min_ts()
-          ~ " and ts_utc <= _ingested_at + " ~ contract_future_tolerance()).rows[0] -%}
-    {%- if span[0] is none -%}
-    false
-    {%- else -%}
-    ({{ column }} >= {{ sql_literal(span[0]) }}::timestamptz and {{ column }} <= {{ sql_literal(span[1]) }}::timestamptz)
-    {%- endif -%}
-  {%- endif -%}
-{%- endmacro %}

@@ -15,7 +15,8 @@ with that message elsewhere. Four days of readings of three air-quality sensors 
    agg run; a --full-refresh of an aggregate is refused then;
 5. the erasure of a user leaves nothing, also in compressed chunks;
 6. a failing background job is recorded in ops.timescaledb_job_errors;
-7. the stage checks of a new minute plan no compressed chunk of the readings.
+7. the stage checks of a new minute plan no compressed chunk of the readings, nor those of a new
+   watch bucket any compressed chunk of the heart rates and steps.
 """
 
 from __future__ import annotations
@@ -410,8 +411,8 @@ def test_policy_jobs_run_and_a_failing_job_is_recorded_in_ops(ts):
             conn.execute("delete from ops.timescaledb_job_errors where job_id = %s", (job,))
 
 
-def _compressed_chunks_planned(settings, model: str, tmp_path) -> list[str]:
-    """The compressed chunks of stage.stg_sensor_readings the plan of ``model``'s compiled
+def _compressed_chunks_planned(settings, model: str, tmp_path, hypertables=("stg_sensor_readings",)) -> list[str]:
+    """The compressed chunks of the stage ``hypertables`` the plan of ``model``'s compiled
     incremental SELECT may read
     (DecompressChunk nodes, ColumnarScan in newer releases). Chunks excluded by constant bounds
     are not in the plan at all; one excluded only at run time depends on the plan chosen."""
@@ -432,7 +433,7 @@ def _compressed_chunks_planned(settings, model: str, tmp_path) -> list[str]:
     walk(plan[0]["Plan"])
     of_readings = {name for (name,) in q(settings, "select chunk_name from timescaledb_information.chunks "
                                                    "where hypertable_schema = 'stage' "
-                                                   "and hypertable_name = 'stg_sensor_readings'")}
+                                                   "and hypertable_name = any(%s)", list(hypertables))}
     return [name for name in planned if name in of_readings]
 
 
@@ -441,7 +442,7 @@ def test_the_stage_checks_read_no_compressed_history_for_a_new_minute(ts, tmp_pa
     values (conflicting re-sends) matched on `time` with no constant bound, so every compressed
     chunk of history was decompressed and scanned for one new minute (stg_rejects once took 29 s
     instead of 0.5 s). Bounded by the batch's time range as constants, their plans hold none.
-    (stg_rejects' joins to the kept heart rates and steps are not bounded yet: issue 18's note.)"""
+    (The wearables' counterpart is the next test.)"""
     _compress_all_but_newest(ts)
     # last in this module: its readings are ingested after every other test's (a model's cursor
     # is its newest ingestion time). A run for one minute first, so the look-back (by ingestion
@@ -453,3 +454,44 @@ def test_the_stage_checks_read_no_compressed_history_for_a_new_minute(ts, tmp_pa
     add_readings(ts, [(dev, second) for dev in SENSORS], LOADED_AT + timedelta(days=5), "second-minute")
     for model in ("stg_sensor_readings", "stg_rejects"):
         assert _compressed_chunks_planned(ts, model, tmp_path / model) == [], model
+
+
+def test_the_wearable_checks_read_no_compressed_history_for_a_new_bucket(ts, tmp_path):
+    """The same for heart rates and steps: the anti-joins of stg_heart_rate and stg_steps and
+    stg_rejects' joins to their kept samples matched on `time` alone, so once the watch's chunks
+    were compressed (after 30 days) every stage run planned all of them. After the readings' test:
+    its buckets are ingested later than anything before (the models' cursors)."""
+    def buckets(label: str, start: datetime, ingested_at: datetime) -> None:
+        with pg_connect("loader", settings=ts) as conn:
+            w = RawWriter(conn, load_id=f"watch-{label}")
+            if label == "week-after":  # a watch of its own: the erasure test removed w1 with its owner
+                w.user("u2", 35, ["w2"], ingested_at, research_asof=None)
+                w.device("w2", "watch", ingested_at, owner_user_id="u2")
+            w.bucket("heart_rates", f"hr:w2:{label}", "w2", start, start + timedelta(hours=1),
+                     [(start + timedelta(minutes=10 * i), 65.0, 3.0) for i in range(6)], ingested_at)
+            w.bucket("steps", f"st:w2:{label}", "w2", start, start + timedelta(hours=1),
+                     [(start + timedelta(minutes=10 * i), 8) for i in range(6)], ingested_at)
+
+    # as the hot path sees it: a bucket of a later week (so the look-back, which re-reads the last
+    # hour of ingestion, no longer reaches the history, ingested at once), every older chunk
+    # compressed, then the next bucket
+    newest = BASE + timedelta(days=DAYS + 8)  # another 7-day chunk than the history's
+    buckets("week-after", newest - timedelta(hours=2), newest)
+    assert run_dbt(["run", "--select", "tag:stage"], settings=ts).success
+    _compress_all_but_newest(ts, tables=("stg_heart_rate", "stg_steps"))
+    for table in ("stg_heart_rate", "stg_steps"):
+        assert _chunks(ts, table)[1] >= 1, f"{table}: no compressed chunk, the test would prove nothing"
+    buckets("next", newest, newest + timedelta(hours=2))
+    for model in ("stg_heart_rate", "stg_steps", "stg_rejects"):
+        planned = _compressed_chunks_planned(ts, model, tmp_path / model, ("stg_heart_rate", "stg_steps"))
+        assert planned == [], (model, q(ts, "select chunk_name, range_start, range_end from "
+                                            "timescaledb_information.chunks where chunk_name = any(%s)", planned))
+    assert run_dbt(["run", "--select", "tag:stage"], settings=ts).success
+    for table in ("stg_heart_rate", "stg_steps"):
+        assert q(ts, f"select count(*) from stage.{table} where time >= %s and time < %s",
+                 newest - timedelta(hours=2), newest - timedelta(hours=1))[0][0] == 6, table
+        assert q(ts, f"select count(*) from stage.{table} where time >= %s and time < %s",
+                 newest, newest + timedelta(hours=1))[0][0] == 6, (table, q(
+            ts, f"select min(time), max(time), count(*), max(_ingested_at) from stage.{table} where time > %s",
+            newest - timedelta(days=3)), q(ts, "select reject_reason, count(*), min(time) from stage.stg_rejects "
+                                               "where time > %s group by 1", newest - timedelta(days=3)))

@@ -21,8 +21,10 @@
   {%- do kept.update({name: execute and load_relation(relation) is not none}) -%}
 {%- endfor %}
 
-{#- one window for the checks and the bounds of the join to the kept readings below -#}
+{#- one window per source for the checks and the bounds of the joins to the kept rows below -#}
 {%- set air_quality_window = source_window('air_quality', source('raw', 'air_quality')) %}
+{%- set heart_rates_window = source_window('heart_rates', source('raw', 'heart_rates')) %}
+{%- set steps_window = source_window('steps', source('raw', 'steps')) %}
 
 with air_quality as (
     {{ air_quality_checked(source_filter=air_quality_window) }}
@@ -31,8 +33,8 @@ with air_quality as (
 wearable_samples as (
     select *
     from {{ ref('int_wearable_samples_checked') }}
-    where (source_table = 'heart_rates' and {{ source_window('heart_rates', source('raw', 'heart_rates')) }})
-       or (source_table = 'steps' and {{ source_window('steps', source('raw', 'steps')) }})
+    where (source_table = 'heart_rates' and {{ heart_rates_window }})
+       or (source_table = 'steps' and {{ steps_window }})
 ),
 
 sleep_sessions as (
@@ -72,6 +74,7 @@ rejects as (
         'kept ' || kept.bpm::text, 'conflicting_resend', s._ingested_at
     from wearable_samples as s
     join {{ ref('stg_heart_rate') }} as kept on kept.device_id = s.device_id and kept.time = s.time
+     and {{ wearable_time_bounds('heart_rates', heart_rates_window, 'kept.time') }}
     where s.source_table = 'heart_rates' and s.reject_reason is null and kept.bpm is distinct from s.value
     {%- endif %}
     {%- if kept['stg_steps'] %}
@@ -81,6 +84,7 @@ rejects as (
         'kept ' || kept.steps::text, 'conflicting_resend', s._ingested_at
     from wearable_samples as s
     join {{ ref('stg_steps') }} as kept on kept.device_id = s.device_id and kept.time = s.time
+     and {{ wearable_time_bounds('steps', steps_window, 'kept.time') }}
     where s.source_table = 'steps' and s.reject_reason is null and kept.steps::double precision is distinct from s.value
     {%- endif %}
     union all

@@ -10,13 +10,16 @@
     indexes=[{'columns': ['device_id', 'time'], 'unique': True}, {'columns': ['_ingested_at']}],
 ) }}
 
+{%- set source_filter = ingested_since() %}
+
 select * from (
 select distinct on (device_id, time)
     time, device_id, value::integer as steps, _ingested_at
 from {{ ref('int_wearable_samples_checked') }}
-where measure_name = 'steps' and reject_reason is null and {{ ingested_since() }}
+where measure_name = 'steps' and reject_reason is null and {{ source_filter }}
 order by device_id, time, _ingested_at, bucket_id, idx) as first_delivery
 {% if is_incremental() %}
 where not exists (select 1 from {{ this }} as kept where kept.device_id = first_delivery.device_id
-                                                     and kept.time = first_delivery.time)
+                                                     and kept.time = first_delivery.time
+                                                     and {{ wearable_time_bounds('steps', source_filter, 'kept.time') }})
 {% endif %}
