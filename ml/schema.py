@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 _LOCK_KEY = 0x6D6C5F736368  # advisory lock: concurrent first runs must not race on CREATE TABLE
 
 DDL = """
@@ -110,19 +112,54 @@ alter table ml.forecast_runs add column if not exists rewards_expired int;
 
 _HYPERTABLE = "select create_hypertable('ml.predictions', 'time', if_not_exists => true, migrate_data => true)"
 
+# what the DDL creates, read from it (one definition): tables, indexes, columns added later
+TABLES = tuple(re.findall(r"create table if not exists ml\.(\w+)", DDL))
+INDEXES = tuple(re.findall(r"create index if not exists (\w+)", DDL))
+ADDED_COLUMNS = tuple(re.findall(r"alter table ml\.(\w+) add column if not exists (\w+)", DDL))
+
 _created: set[tuple] = set()
 
 
+def _complete(cur) -> bool:
+    """Whether every table, index and added column is there (and ml.predictions is a hypertable
+    where TimescaleDB is): then the DDL, which locks every table, is not run at all."""
+    cur.execute("""
+        select (select count(*) from pg_tables where schemaname = 'ml' and tablename = any(%(tables)s))
+             = cardinality(%(tables)s::text[])
+           and (select count(*) from pg_indexes where schemaname = 'ml' and indexname = any(%(indexes)s))
+             = cardinality(%(indexes)s::text[])
+           and (select count(*) from information_schema.columns
+                where table_schema = 'ml' and table_name || '.' || column_name = any(%(columns)s))
+             = cardinality(%(columns)s::text[])""",
+                {"tables": list(TABLES), "indexes": list(INDEXES),
+                 "columns": [f"{table}.{column}" for table, column in ADDED_COLUMNS]})
+    if not cur.fetchone()[0]:
+        return False
+    cur.execute("select 1 from pg_extension where extname = 'timescaledb'")
+    if not cur.fetchone():
+        return True
+    cur.execute("select 1 from timescaledb_information.hypertables "
+                "where hypertable_schema = 'ml' and hypertable_name = 'predictions'")
+    return cur.fetchone() is not None
+
+
 def ensure_schema(conn) -> None:
-    """Create the ml tables when missing (once per process and database)."""
+    """Create the ml tables when missing (once per process and database).
+
+    Every forecast cycle, training and benchmark process comes here. When the tables are complete,
+    the catalog is left alone: `add column if not exists` takes an exclusive lock on its table and
+    `create index if not exists` a share lock on ml.predictions even when there is nothing to do,
+    and taken while a forecast task wrote ml.forecast_runs and ml.predictions they deadlocked with
+    it (`make demo` stopped there, its training aborted)."""
     info = conn.info
     key = (info.host, info.port, info.dbname)
     if key in _created:
         return
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        cur.execute(DDL)
-        cur.execute("select 1 from pg_extension where extname = 'timescaledb'")
-        if cur.fetchone():   # plain PostgreSQL otherwise: the same table without chunking
-            cur.execute(_HYPERTABLE)
+        if not _complete(cur):
+            cur.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            cur.execute(DDL)
+            cur.execute("select 1 from pg_extension where extname = 'timescaledb'")
+            if cur.fetchone():   # plain PostgreSQL otherwise: the same table without chunking
+                cur.execute(_HYPERTABLE)
     _created.add(key)
